@@ -1,0 +1,562 @@
+"""`python -m jaxcond.bench`: throughput of the condensation step (and of evaluation).
+
+    python -m jaxcond.bench --config experiments/cifar10.py:method=dm,ipc=10 --fake-data
+    python -m jaxcond.bench --config experiments/cifar10.py --method dm,m3d --ipc 1,10,50 \\
+        --fake-data --workload reference
+    python -m jaxcond.bench --sweep classes --classes 10,100,1000 --fake-data
+
+For every case (config × method × IPC × device count) it compiles the jitted step that
+`jaxcond.condense` runs (`steps.make_bank_step`: real batch sampled from the device bank,
+fresh random ConvNet, siamese DSA, embed, objective, SGD update; state donated) and reports:
+
+- `median_step_s` (with `min_step_s`, `max_step_s`) over `--repeats` (>= 10 by default)
+  blocked steps after `--warmup` steps; `compile_s` separately;
+- `images_per_s`: real + synthetic images embedded per second,
+  classes × (batch_real + decoded synthetic per class) / median;
+- `flops_per_step` from XLA's cost analysis of the compiled step, `flops_model`: the
+  ConvNet convolution count (forward of real + synthetic, backward of synthetic to the
+  pixels), and `fraction_of_peak` = flops_per_step / median / matmul peak, where the float32
+  matmul peak (`peak_gflops`, `--peak-n` square operands) is measured in the same run;
+- `peak_bytes`: the device allocator's high-water mark where the backend reports it
+  (GPU/TPU), else XLA's `memory_analysis` estimate (arguments + outputs + temporaries);
+- `other_procs_cores` and `loadavg`: how busy the machine was (shared machines);
+- with `--eval`: `eval_nets_per_hour`, networks trained per hour under the dm protocol
+  (1001 passes) on an IPC-10 set of the config's shape (`jaxcond.evaluate`).
+
+Output: the Markdown table of all cases, then one JSON line per case on stdout; the LAST
+line is therefore always a JSON object with `median_step_s`. Progress goes to stderr.
+
+`--fake-data` fills the bank with random uint8 images of the dataset's shape (per class
+`fold_in(key, class_id)`, so every device count sees the same data): no download needed.
+`--workload reference` turns any method into the workload of the PyTorch reference
+iteration (`../shared/bench/torch_reference_step.py`): batch_real 256, IPC images per class
+(factor 1, no subsampling), one siamese DSA op group per class (dm policy, full strategy),
+a fresh network every step (ipm 1), normalised pixels; the M3D stepping mode is kept
+(`m3d.step_mode`, joint or per_class).
+
+`--sweep classes` measures the cost structure: the step for 10, 100, 1000 classes of random
+data at a small resolution/width/batch (flags `--sweep-*`, stated in the output), reporting
+seconds per embedded image and bytes per class, which should both be flat.
+
+The code is device-agnostic: it runs on whatever `jax.devices()` holds (`--platform` to
+force one); `--cpu-devices N` fakes N CPU devices to exercise the sharded step.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from jaxcond import configs
+from jaxcond.errors import ConfigError, DataError, JaxcondError
+
+EVAL_PASSES_DM = 1001           # the dm protocol's passes (epochs 0..1000)
+
+TABLE_COLUMNS = ["case", "devices", "median_step_s", "min_step_s", "max_step_s", "compile_s",
+                 "images_per_s", "gflops_per_step", "fraction_of_peak", "peak_mib",
+                 "other_procs_cores"]
+SWEEP_COLUMNS = ["classes", "images_per_step", "median_step_s", "us_per_image",
+                 "peak_mib", "bytes_per_class", "compile_s"]
+
+
+# ----------------------------------------------------------------------------- configs
+
+def _log(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def load_config_file(path: str):
+  """Imports `experiments/<file>.py` and returns its module (get_config(arg))."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: file {path!r} not found")
+  name = "_jaxcond_bench_cfg_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as err:  # pylint: disable=broad-except  (user file)
+    raise ConfigError(f"--config {path}: {type(err).__name__}: {err}") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"--config {path}: defines no get_config(arg)")
+  return module
+
+
+def build_config(spec: str, *, method: str | None = None, ipc: int | None = None,
+                 sets: Sequence[str] = (), workload: str = "config"):
+  """`file.py[:arg]` -> validated ConfigDict, with method/ipc put into the arg string
+  (so the method's defaults apply), then `--set field=value` overrides, then the workload."""
+  path, _, arg = spec.partition(":")
+  args = configs.parse_arg(arg)
+  if method is not None:
+    args["method"] = method
+  if ipc is not None:
+    args["ipc"] = ipc
+  arg = ",".join(k if v is True else f"{k}={v}" for k, v in args.items())
+  module = load_config_file(path)
+  try:
+    config = module.get_config(arg or None)
+  except JaxcondError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except
+    raise ConfigError(f"--config {spec}: {type(err).__name__}: {err}") from None
+  for item in sets:
+    if "=" not in item:
+      raise ConfigError(f"--set: expected field=value, got {item!r}")
+    key, value = item.split("=", 1)
+    configs.set_field(config, key.strip(), configs._literal(value.strip()),  # pylint: disable=protected-access
+                      source="--set")
+  apply_workload(config, workload)
+  configs.validate(config)
+  return config
+
+
+def apply_workload(config, workload: str) -> None:
+  """`reference`: the PyTorch reference iteration's workload (module docstring)."""
+  if workload == "config":
+    return
+  if workload != "reference":
+    raise ConfigError(f"--workload: unknown value {workload!r} (choose from config, reference)")
+  config.batch_real = 256
+  config.synthetic.factor = 1
+  config.synthetic.init = "real"
+  config.synthetic.space = "normalized"
+  config.synthetic.batch_syn_max = 0
+  config.augment.policy = "dm"
+  config.augment.strategy = configs.FULL_STRATEGY
+  config.m3d.ipm = 1
+
+
+def case_name(config, workload: str) -> str:
+  name = f"{config.dataset.name} {config.method} ipc{config.ipc}"
+  if config.method == "m3d":
+    name += f" {config.m3d.step_mode}"
+  if workload != "config":
+    name += f" [{workload}]"
+  return name
+
+
+# ----------------------------------------------------------------------------- data
+
+def fake_bank(num_classes: int, slots: int, per_class: int, image_shape, mesh=None,
+              seed: int = 0):
+  """Random uint8 `ClassBank` [slots, per_class, H, W, ch]; class c's images come from
+  fold_in(key, c), so they do not depend on the padding or the device count."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxcond.data import ClassBank  # pylint: disable=g-import-not-at-top
+  ids = np.full((slots,), -1, np.int32)
+  ids[:num_classes] = np.arange(num_classes, dtype=np.int32)
+  counts = np.where(ids >= 0, per_class, 0).astype(np.int32)
+  shape = (per_class,) + tuple(image_shape)
+
+  def make(ids):
+    key = jax.random.key(seed)
+
+    def one(c):
+      x = jax.random.randint(jax.random.fold_in(key, jnp.maximum(c, 0)), shape, 0, 256,
+                             jnp.int32).astype(jnp.uint8)
+      return jnp.where(c >= 0, x, jnp.zeros_like(x))
+
+    return jax.vmap(one)(ids)
+
+  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
+  if mesh is None:
+    images = jax.jit(make)(jnp.asarray(ids))
+    put = jnp.asarray
+  else:
+    images = jax.jit(make, out_shardings=parallel.class_sharding(mesh, 5))(jnp.asarray(ids))
+    put = lambda a: jax.device_put(a, parallel.class_sharding(mesh, 1))
+  return ClassBank(images=images, counts=put(counts), class_ids=put(ids))
+
+
+def real_bank(config, info, mesh):
+  """The config's dataset as a sharded class bank (needs the data; see docs/data.md)."""
+  from jaxcond import data, parallel  # pylint: disable=g-import-not-at-top
+  ds = config.dataset
+  bank, _ = data.load_bank(ds.name, "train", source=ds.source or "auto",
+                           path=ds.path or None, resolution=ds.resolution or None,
+                           sharding=parallel.class_sharding(mesh, 5))
+  return bank
+
+
+def fake_per_class(s, init: str) -> int:
+  """Bank depth for fake data: enough for the real batch and the initialisation, x2 so the
+  sampling without replacement has something to choose from."""
+  need = s.ipc * s.factor ** 2 if init == "mix" else s.ipc
+  return 2 * max(s.batch_real, need)
+
+
+# ----------------------------------------------------------------------------- FLOP model
+
+def convnet_flops(s) -> float | None:
+  """Convolution FLOPs of one step for the ConvNet family (None for other nets).
+
+  Per image and block: 2·H·W·C_in·C_out·9 multiply-adds (output size, padding 1; 3 for a
+  1-channel first layer). Real images: forward only (no gradient). Synthetic: forward plus
+  the backward to the pixels (≈ 1 forward per conv; no weight gradients are needed since
+  the net is constant). Norm, pooling, augmentation and the objective are not counted.
+  """
+  from jaxcond import nets  # pylint: disable=g-import-not-at-top
+  if not s.model_name.startswith("convnet"):
+    return None
+  model = nets.get_model(s.model_name, num_classes=s.num_classes, image_shape=s.image_shape,
+                         **dict(s.model_overrides))
+  h, w, cin = s.image_shape
+  per_image = 0.0
+  for d in range(model.depth):
+    pad = 3 if (cin == 1 and d == 0) else 1
+    h, w = h + 2 * pad - 2, w + 2 * pad - 2
+    c_in = cin if d == 0 else model.width
+    per_image += 2.0 * h * w * c_in * model.width * 9
+    if model.pool != "none":
+      h, w = h // 2, w // 2
+  # the backward of the first conv to the pixels is as costly as its forward
+  return s.num_classes * per_image * (s.batch_real + 2 * s.syn_per_class)
+
+
+# ----------------------------------------------------------------------------- one case
+
+def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int = 2,
+                 fake_data: bool = True, peak_gflops: float | None = None,
+                 settings_override: dict | None = None, per_class: int | None = None,
+                 log=_log) -> dict:
+  """Compiles and times the condensation step of `config` (see the module docstring).
+
+  `settings_override` replaces fields of the `StepSettings` (the class sweep changes
+  num_classes / image_shape there); `per_class` sets the fake bank depth.
+  Returns one flat JSON-able dict (the documented keys).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxcond import benchlib, data, parallel, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
+
+  info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
+  configs.validate_shapes(config, info.image_shape)
+  s = configs.step_settings(config, info)
+  if settings_override:
+    s = dataclasses.replace(s, **settings_override)
+  model = steps.make_model(s)
+  mesh = parallel.make_mesh(num_devices or config.num_devices or None)
+  c_pad = parallel.padded_num_classes(s.num_classes, mesh)
+  sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
+
+  t0 = time.perf_counter()
+  if fake_data:
+    depth = per_class or fake_per_class(s, config.synthetic.init)
+    bank = fake_bank(s.num_classes, c_pad, depth, s.image_shape, mesh)
+  else:
+    if settings_override:
+      raise ConfigError("--sweep needs --fake-data (it changes the number of classes)")
+    bank = real_bank(config, info, mesh)
+    configs.validate_counts(config, [int(c) for c in jax.device_get(bank.counts)
+                                     if c > 0], info.class_names)
+  jax.block_until_ready(bank)
+  t_data = time.perf_counter() - t0
+
+  syn_sharding = sharding(5)
+  state_shardings = {"syn": syn_sharding,
+                     "opt": jax.tree.map(lambda _: syn_sharding,
+                                         steps.optimizer(s).init(jnp.zeros((1,))))}
+  init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
+                    out_shardings=syn_sharding)
+  state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(
+      init_fn(bank))
+
+  bank_step = steps.make_bank_step(s, data.sample_real, sharding, model)
+  jitted = jax.jit(bank_step, donate_argnums=(0,),
+                   out_shardings=(state_shardings, parallel.replicated(mesh)))
+  compiled, cstats = benchlib.compile_stats(jitted, state, bank, jnp.int32(0))
+  log(f"  compiled in {cstats['compile_s']:.1f}s; timing {repeats} steps "
+      f"after {max(1, warmup)} warm-up")
+
+  def run(state, bank, i):
+    return compiled(state, bank, jnp.int32(i))
+
+  state, t, first = benchlib.time_steps(run, state, bank, repeats=repeats, warmup=warmup)
+  device_peak = benchlib.device_peak_bytes()
+  images = steps.images_per_step(s)
+  flops = cstats.get("flops")
+  out = {
+      "dataset": info.name, "method": s.method, "ipc": s.ipc,
+      "step_mode": s.step_mode if s.method == "m3d" else None,
+      "num_classes": s.num_classes, "image_shape": list(s.image_shape),
+      "model": s.model_name, "model_overrides": dict(s.model_overrides),
+      "batch_real": s.batch_real, "syn_per_class": s.syn_per_class, "factor": s.factor,
+      "aug": f"{s.aug_policy}:{s.aug_strategy}", "devices": mesh.size,
+      "padded_classes": c_pad, "fake_data": bool(fake_data),
+      "median_step_s": t["median_s"], "min_step_s": t["min_s"], "max_step_s": t["max_s"],
+      "repeats": t["repeats"], "warmup": t["warmup"], "times_s": t["times_s"],
+      "compile_s": cstats["compile_s"], "data_s": t_data,
+      "images_per_step": images, "images_per_s": images / t["median_s"],
+      "flops_per_step": flops, "flops_model": convnet_flops(s),
+      "peak_gflops": peak_gflops,
+      "fraction_of_peak": benchlib.fraction_of_peak(flops, t["median_s"], peak_gflops),
+      "peak_bytes": device_peak if device_peak else cstats.get("peak_estimate_bytes"),
+      "peak_bytes_source": "memory_stats" if device_peak else "memory_analysis",
+      "temp_bytes": cstats.get("temp_size_in_bytes"),
+      "argument_bytes": cstats.get("argument_size_in_bytes"),
+      "cpu_s_per_step": t["cpu_s_per_step"], "other_procs_cores": t["other_procs_cores"],
+      "loss_first": float(first["loss"]),
+  }
+  return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def measure_eval(config, *, ipc: int = 10, num_nets: int | None = None, passes: int = 4,
+                 log=_log) -> dict:
+  """Networks trained per hour under the dm protocol on an IPC-`ipc` set of random images
+  of the config's shape: trains `num_nets` nets for `passes` passes (compiled by a first
+  call, timed on a second), then scales to the protocol's 1001 passes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  try:
+    from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
+  except ImportError as err:
+    return {"eval_error": f"jaxcond.evaluate unavailable: {err}"}
+  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
+  info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
+  nets_n = num_nets or max(1, int(config.eval.num_nets))
+  try:
+    settings = evaluate.EvalSettings.for_protocol(
+        "dm", dataset=info.name, model=config.eval.model, num_nets=nets_n,
+        epochs=max(1, passes - 1))
+    rs = np.random.default_rng(0)
+    n = info.num_classes * ipc
+    x = rs.standard_normal((n,) + tuple(info.image_shape)).astype(np.float32)
+    y = np.repeat(np.arange(info.num_classes, dtype=np.int32), ipc)
+    xt = rs.standard_normal((info.num_classes * 10,) + tuple(info.image_shape)).astype(
+        np.float32)
+    yt = np.repeat(np.arange(info.num_classes, dtype=np.int32), 10)
+    net = evaluate.registry_net(settings.model, num_classes=info.num_classes,
+                                image_shape=tuple(info.image_shape))
+    t0 = time.perf_counter()
+    evaluate.train_and_test(net, x, y, xt, yt, settings=settings, seed=0)
+    first = time.perf_counter() - t0
+    run = evaluate.train_and_test(net, x, y, xt, yt, settings=settings, seed=0)
+  except JaxcondError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except  (module still in progress)
+    return {"eval_error": f"{type(err).__name__}: {err}"}
+  wall = run["wall_seconds"]
+  per_pass = wall / settings.passes
+  log(f"  eval: {nets_n} nets x {settings.passes} passes in {wall:.2f}s "
+      f"(first call incl. compile {first:.1f}s)")
+  return {"eval_model": settings.model, "eval_ipc": ipc, "eval_nets": nets_n,
+          "eval_passes_timed": settings.passes, "eval_wall_s": wall,
+          "eval_compile_s": max(first - wall, 0.0),
+          "eval_s_per_net": per_pass * EVAL_PASSES_DM / nets_n,
+          "eval_nets_per_hour": 3600.0 * nets_n / (per_pass * EVAL_PASSES_DM)}
+
+
+# ----------------------------------------------------------------------------- sweep
+
+def sweep_classes(config, classes: Sequence[int], *, resolution: int, width: int,
+                  batch_real: int, num_devices: int = 0, repeats: int = 10, warmup: int = 2,
+                  peak_gflops: float | None = None, log=_log) -> list[dict]:
+  """Step time and memory for each class count (random data; module docstring)."""
+  ch = 3
+  rows = []
+  for c in classes:
+    override = {"num_classes": int(c), "image_shape": (resolution, resolution, ch),
+                "batch_real": batch_real,
+                "model_overrides": tuple(sorted({**dict(_overrides(config)),
+                                                 "width": width}.items()))}
+    log(f"sweep: {c} classes at {resolution}x{resolution}x{ch}, width {width}, "
+        f"batch_real {batch_real}, {config.method} ipc {config.ipc}")
+    r = measure_step(config, num_devices=num_devices, repeats=repeats, warmup=warmup,
+                     fake_data=True, peak_gflops=peak_gflops, settings_override=override,
+                     log=log)
+    r["sweep"] = "classes"
+    r["classes"] = int(c)
+    r["us_per_image"] = 1e6 * r["median_step_s"] / r["images_per_step"]
+    r["bytes_per_class"] = (r["peak_bytes"] / c) if r["peak_bytes"] else None
+    rows.append(r)
+  if len(rows) >= 2 and rows[0]["peak_bytes"] and rows[-1]["peak_bytes"]:
+    slope = ((rows[-1]["peak_bytes"] - rows[0]["peak_bytes"])
+             / (rows[-1]["classes"] - rows[0]["classes"]))
+    tslope = ((rows[-1]["median_step_s"] - rows[0]["median_step_s"])
+              / (rows[-1]["images_per_step"] - rows[0]["images_per_step"]))
+    for r in rows:
+      r["marginal_bytes_per_class"] = slope
+      r["marginal_us_per_image"] = 1e6 * tslope
+  return rows
+
+
+def _overrides(config) -> dict:
+  return configs.model_overrides(config)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _int_list(text: str, flag: str) -> list[int]:
+  try:
+    out = [int(v) for v in str(text).split(",") if v.strip()]
+  except ValueError:
+    raise ConfigError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+  if not out or min(out) < 0:
+    raise ConfigError(f"{flag}: expected non-negative integers, got {text!r}")
+  return out
+
+
+def parse_args(argv: Sequence[str]):
+  p = argparse.ArgumentParser(prog="python -m jaxcond.bench", description=__doc__.split("\n")[0])
+  p.add_argument("--config", default=None,
+                 help="experiments/<file>.py[:arg] (default for --sweep: CIFAR-10 dm)")
+  p.add_argument("--method", default=None, help="comma-separated methods (dm,m3d,ddm)")
+  p.add_argument("--ipc", default=None, help="comma-separated IPCs")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="config override, repeatable (e.g. --set model.norm=none)")
+  p.add_argument("--workload", default="config", choices=("config", "reference"))
+  p.add_argument("--fake-data", action="store_true", help="random uint8 bank (offline)")
+  p.add_argument("--num-devices", default="0",
+                 help="comma-separated device counts (0 = config.num_devices or all)")
+  p.add_argument("--cpu-devices", type=int, default=0,
+                 help="fake this many CPU devices (before JAX starts)")
+  p.add_argument("--platform", default=None, help="force a JAX platform (cpu, gpu, tpu)")
+  p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--peak-n", type=int, default=4096,
+                 help="matmul size for the peak measurement (0 = skip)")
+  p.add_argument("--eval", action="store_true", help="also measure evaluation throughput")
+  p.add_argument("--eval-nets", type=int, default=0, help="0 = config.eval.num_nets")
+  p.add_argument("--eval-passes", type=int, default=4)
+  p.add_argument("--sweep", default=None, choices=("classes",))
+  p.add_argument("--classes", default="10,100,1000")
+  p.add_argument("--sweep-res", type=int, default=16)
+  p.add_argument("--sweep-width", type=int, default=32)
+  p.add_argument("--sweep-batch-real", type=int, default=16)
+  p.add_argument("--markdown", default=None, help="also write the table to this file")
+  p.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
+  args = p.parse_args(list(argv))
+  if args.repeats < 1:
+    raise ConfigError(f"--repeats: must be >= 1, got {args.repeats}")
+  if args.warmup < 0:
+    raise ConfigError(f"--warmup: must be >= 0, got {args.warmup}")
+  if args.config is None and args.sweep is None:
+    raise ConfigError("--config: required (e.g. --config experiments/cifar10.py:method=dm,ipc=10)")
+  return args
+
+
+def _setup_jax(args) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if args.platform:
+    jax.config.update("jax_platforms", args.platform)
+  if args.cpu_devices:
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+
+
+def _row(r: dict) -> dict:
+  peak = r.get("peak_bytes")
+  return {**r, "case": r.get("case"), "devices": r.get("devices"),
+          "gflops_per_step": (r["flops_per_step"] / 1e9) if r.get("flops_per_step") else None,
+          "peak_mib": peak / 2 ** 20 if peak else None}
+
+
+def _case_configs(args) -> list:
+  """All (config, device count) cases, built and validated before anything compiles."""
+  devices = _int_list(args.num_devices, "--num-devices")
+  if args.sweep == "classes":
+    if args.config is None:
+      config = configs.make_config("cifar10", "method=dm,ipc=1")
+      for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+          raise ConfigError(f"--set: expected field=value, got {item!r}")
+        configs.set_field(config, key.strip(), configs._literal(value.strip()),  # pylint: disable=protected-access
+                          source="--set")
+      apply_workload(config, args.workload)
+      configs.validate(config)
+    else:
+      config = build_config(args.config, sets=args.set, workload=args.workload,
+                            method=args.method, ipc=int(args.ipc) if args.ipc else None)
+    return [(config, devices[0])]
+  methods = args.method.split(",") if args.method else [None]
+  ipcs = _int_list(args.ipc, "--ipc") if args.ipc else [None]
+  return [(build_config(args.config, method=m, ipc=i, sets=args.set, workload=args.workload),
+           nd) for m in methods for i in ipcs for nd in devices]
+
+
+def run(argv: Sequence[str]) -> list[dict]:
+  args = parse_args(argv)
+  _setup_jax(args)
+  cases = _case_configs(args)
+  from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
+  machine = benchlib.machine_info()
+  _log(f"machine: {machine}")
+  peak = None
+  if args.peak_n:
+    pk = benchlib.matmul_peak(args.peak_n)
+    peak = pk["gflops"]
+    _log(f"matmul peak: {peak:.1f} GFLOP/s (float32, {args.peak_n}^2)")
+  results = []
+  if args.sweep == "classes":
+    config, nd = cases[0]
+    rows = sweep_classes(config, _int_list(args.classes, "--classes"),
+                         resolution=args.sweep_res, width=args.sweep_width,
+                         batch_real=args.sweep_batch_real, num_devices=nd,
+                         repeats=args.repeats, warmup=args.warmup, peak_gflops=peak)
+    for r in rows:
+      r["case"] = (f"{r['classes']} classes {r['method']} ipc{r['ipc']} "
+                   f"{args.sweep_res}px w{args.sweep_width} b{args.sweep_batch_real}")
+      r["machine"] = machine
+      results.append(r)
+    table = benchlib.markdown_table([_row(r) for r in results], SWEEP_COLUMNS)
+  else:
+    for config, nd in cases:
+      name = case_name(config, args.workload)
+      _log(f"case: {name} on {nd or 'all'} device(s)")
+      r = measure_step(config, num_devices=nd, repeats=args.repeats, warmup=args.warmup,
+                       fake_data=args.fake_data, peak_gflops=peak)
+      r["case"] = name
+      r["workload"] = args.workload
+      r["sets"] = list(args.set)
+      if args.eval:
+        r.update(measure_eval(config, num_nets=args.eval_nets or None,
+                              passes=args.eval_passes))
+      r["machine"] = machine
+      results.append(r)
+    cols = TABLE_COLUMNS + (["eval_nets_per_hour"] if args.eval else [])
+    table = benchlib.markdown_table([_row(r) for r in results], cols)
+  print(table, flush=True)
+  lines = [json.dumps(r, default=_json_default) for r in results]
+  if args.markdown:
+    with open(args.markdown, "w", encoding="utf-8") as f:
+      f.write(table + "\n")
+  if args.jsonl:
+    with open(args.jsonl, "a", encoding="utf-8") as f:
+      f.write("\n".join(lines) + "\n")
+  for line in lines:
+    print(line, flush=True)
+  return results
+
+
+def _json_default(x):
+  try:
+    return float(x)
+  except (TypeError, ValueError):
+    return str(x)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    run(argv)
+  except (ConfigError, DataError) as err:
+    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+    return 2
+  except JaxcondError as err:
+    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,530 @@
+"""`python -m jaxcond.condense`: condense a dataset with DM, M3D or DDM.
+
+    python -m jaxcond.condense --config experiments/quickstart.py --workdir runs/quickstart
+    python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 \\
+        --workdir runs/c10_m3d_10 --config.steps=2000
+
+The same as a library call (notebooks): `jaxcond.condense.run(config, workdir)`.
+
+What a run does (docs/condense.md has the details and the output formats):
+1. validates the config (one-line ConfigError naming the field, before any compilation);
+2. loads the training split (each process only its own classes) into a class bank sharded
+   over a 1-D device mesh (`jaxcond.parallel`);
+3. resumes from the latest checkpoint in `DIR/checkpoints` when there is one, else
+   initialises the synthetic set;
+4. runs the jitted step (`jaxcond.steps`) `steps` times, logging, checkpointing (orbax,
+   async) and evaluating (`jaxcond.evaluate`) along the way;
+5. writes `DIR/synthetic.npz`, a PNG grid and the final evaluation.
+The objective of each method is documented in `jaxcond.steps` (methods.md §2.1, §3.1, §4).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from jaxcond import configs
+from jaxcond.errors import ConfigError, JaxcondError
+
+
+class DivergedError(JaxcondError):
+  """The loss (or the synthetic set) became NaN/Inf; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _workdir_paths(workdir: str) -> dict[str, str]:
+  return {
+      "config": os.path.join(workdir, "config.json"),
+      "metrics": os.path.join(workdir, "metrics.jsonl"),
+      "eval": os.path.join(workdir, "eval.jsonl"),
+      "checkpoints": os.path.join(workdir, "checkpoints"),
+      "images": os.path.join(workdir, "images"),
+      "synthetic": os.path.join(workdir, "synthetic.npz"),
+      "final_png": os.path.join(workdir, "synthetic.png"),
+  }
+
+
+def _versions() -> dict[str, str]:
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import jaxcond  # pylint: disable=g-import-not-at-top
+  return {"jaxcond": jaxcond.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "flax": flax.__version__, "optax": optax.__version__,
+          "orbax": getattr(ocp, "__version__", "?"), "numpy": np.__version__,
+          "python": platform.python_version()}
+
+
+def _data():
+  """The `jaxcond.data` API (load_split, build_bank, sample_real, ClassBank)."""
+  import types  # pylint: disable=g-import-not-at-top
+  from jaxcond import data  # pylint: disable=g-import-not-at-top
+  if all(hasattr(data, n) for n in ("load_split", "build_bank", "sample_real")):
+    return data
+  from jaxcond.data import bank, load  # pylint: disable=g-import-not-at-top
+  return types.SimpleNamespace(load_split=load.load_split, build_bank=bank.build_bank,
+                               sample_real=bank.sample_real, ClassBank=bank.ClassBank)
+
+
+def _load_split(config, split: str, classes=None):
+  ds = config.dataset
+  return _data().load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
+                            resolution=ds.resolution or None,
+                            classes=None if classes is None else [int(c) for c in classes])
+
+
+def _global_counts(labels, info, local_ids) -> np.ndarray:
+  """Training images per class, combined over processes (each loads only its classes)."""
+  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
+  counts = np.bincount(labels, minlength=info.num_classes).astype(np.int64)
+  mine = np.zeros_like(counts)
+  mine[local_ids] = counts[local_ids]
+  return parallel.host_allgather(mine).sum(axis=0)
+
+
+def _check_resume(meta: dict, config, workdir: str, step: int) -> None:
+  saved = meta.get("trajectory", {})
+  now = configs.trajectory_dict(config)
+  diff = configs.differing_fields(json.loads(json.dumps(saved)), json.loads(json.dumps(now)))
+  if diff:
+    f = diff[0]
+    raise ConfigError(
+        f"{f}: {workdir} holds a checkpoint (step {step}) made with {f}={saved.get(f)!r}, "
+        f"not {now.get(f)!r}; use another --workdir or delete {workdir}/checkpoints")
+  if step > config.steps:
+    raise ConfigError(f"steps: {workdir}/checkpoints is already at step {step} > "
+                      f"steps={config.steps}; use another --workdir")
+
+
+def _fetch_metrics(pending: list) -> list[tuple[int, dict]]:
+  import jax  # pylint: disable=g-import-not-at-top
+  out = []
+  for step, m in pending:
+    out.append((step, {k: np.asarray(jax.device_get(v)) for k, v in m.items()}))
+  return out
+
+
+def _first_bad(fetched: list[tuple[int, dict]]):
+  for step, m in fetched:
+    if not np.isfinite(m["loss"]) or not bool(m["finite"]):
+      return step, m
+  return None
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run(config, workdir: str, *, log=None) -> dict[str, Any]:
+  """Condenses `config.dataset` into `workdir` (resuming if it holds checkpoints).
+
+  Returns a summary dict: steps, final loss, paths, evaluation result (or None).
+  Raises ConfigError / DataError for bad input, DivergedError when the loss goes NaN/Inf.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxcond import checkpoint, parallel, report, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
+
+  if not workdir:
+    raise ConfigError("workdir: required (--workdir DIR)")
+  configs.validate(config)
+  info = registry.get_info(config.dataset.name,
+                           resolution=config.dataset.resolution or None)
+  configs.validate_shapes(config, info.image_shape)
+  s = configs.step_settings(config, info)
+  model = steps.make_model(s)
+
+  multiprocess = jax.process_count() > 1
+  is_main = jax.process_index() == 0
+  mesh = parallel.make_mesh(config.num_devices)
+  num_classes = info.num_classes
+  c_pad = parallel.padded_num_classes(num_classes, mesh)
+  local_ids = parallel.local_classes(num_classes, mesh)
+  printer = report.Printer(quiet=config.quiet, enabled=is_main, stream=log)
+
+  t_start = time.perf_counter()
+  data = _data()
+  images, labels = _load_split(config, "train", local_ids if multiprocess else None)
+  counts = _global_counts(labels, info, local_ids)
+  configs.validate_counts(config, counts, info.class_names)
+  # Slot i of the padded class axis holds class i; dummy slots (-1) come last. Each
+  # process supplies only the classes on its own devices.
+  bank = data.build_bank(images, labels, num_classes, pad_to=c_pad,
+                         sharding=parallel.class_sharding(mesh, 5))
+  del images
+  t_data = time.perf_counter() - t_start
+
+  workdir = os.path.abspath(workdir)
+  paths = _workdir_paths(workdir)
+  if is_main:
+    os.makedirs(paths["images"], exist_ok=True)
+  parallel.sync("jaxcond_workdir")
+
+  sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
+  syn_sharding = sharding(5)
+  state_shardings = {"syn": syn_sharding,
+                     "opt": jax.tree.map(lambda _: syn_sharding,
+                                         steps.optimizer(s).init(jnp.zeros((1,))))}
+  ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=config.keep_checkpoints)
+  start = ckpt.latest_step() or 0
+  state = None
+  if start:
+    meta = ckpt.restore_meta(start)
+    _check_resume(meta, config, workdir, start)
+    abstract = jax.eval_shape(
+        lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + tuple(info.image_shape))))
+    abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                            abstract, state_shardings)
+    saved = jax.tree.leaves(ckpt.saved_shapes(start))
+    if any(tuple(a.shape) != tuple(b) for a, b in zip(jax.tree.leaves(abstract), saved)):
+      state = _restore_repadded(ckpt, start, abstract, s, mesh, num_classes)
+    else:
+      state, _ = ckpt.restore(start, abstract)
+    printer(f"resuming from {paths['checkpoints']} at step {start}", force=True)
+    if is_main:
+      report.truncate_jsonl(paths["metrics"], max_step=start)
+      report.truncate_jsonl(paths["eval"], max_step=start)
+  else:
+    if is_main:
+      for p in (paths["metrics"], paths["eval"]):
+        if os.path.exists(p):
+          os.remove(p)
+    init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
+                      out_shardings=syn_sharding)
+    syn = init_fn(bank)
+    state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
+
+  if is_main:
+    _write_config_json(paths["config"], config, info, mesh, start, t_data)
+
+  bank_step = steps.make_bank_step(s, data.sample_real, sharding, model)
+  jitted = jax.jit(bank_step, donate_argnums=(0,),
+                   out_shardings=(state_shardings, parallel.replicated(mesh)))
+  t0 = time.perf_counter()
+  compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
+      if start < config.steps else None
+  t_compile = time.perf_counter() - t0
+  printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
+          f"(factor {s.factor}), {config.steps} steps, {mesh.size} device(s) "
+          f"[{jax.devices()[0].platform}], {jax.process_count()} process(es); "
+          f"data {t_data:.1f}s, compile {t_compile:.1f}s")
+
+  metrics_log = report.JsonlWriter(paths["metrics"], enabled=is_main)
+  eval_log = report.JsonlWriter(paths["eval"], enabled=is_main)
+  per_step_images = steps.images_per_step(s)
+  eval_cache: dict[str, Any] = {}
+  pending: list = []
+  last_good = start
+  timer = report.Timer()
+  interval_start = start
+  last_loss = float("nan")
+
+  def flush(step_now: int) -> None:
+    """Fetches pending metrics (blocks), checks them, logs one line."""
+    nonlocal pending, interval_start, last_loss
+    if not pending:
+      return
+    fetched = _fetch_metrics(pending)
+    pending = []
+    dt = timer.lap()
+    bad = _first_bad(fetched)
+    if bad is not None:
+      ckpt.wait()
+      bstep, m = bad
+      what = (f"loss is {float(m['loss'])}" if not np.isfinite(m["loss"])
+              else "the synthetic set has non-finite pixels")
+      raise DivergedError(
+          f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). Last good "
+          f"checkpoint: step {last_good} in {paths['checkpoints']}")
+    n = step_now - interval_start
+    interval_start = step_now
+    step_time = dt / max(n, 1)
+    mean = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]
+            if k.startswith("loss")}
+    last_loss = mean["loss"]
+    ips = per_step_images / step_time
+    record = {"step": step_now, **mean, "steps_in_interval": n,
+              "step_time_s": step_time, "images_per_s": ips}
+    metrics_log.write(record)
+    terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
+    printer(report.progress_line(step_now, config.steps, mean["loss"], ips,
+                                 step_time * (config.steps - step_now), terms))
+
+  def save(step_now: int) -> None:
+    nonlocal last_good
+    flush(step_now)
+    ckpt.save(step_now, state, {"step": step_now, "config_hash": configs.config_hash(config),
+                                "trajectory": configs.trajectory_dict(config),
+                                "versions": _versions()})
+    last_good = step_now
+    _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
+               is_main)
+
+  if start == 0 and is_main:
+    _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, is_main)
+
+  step = start
+  try:
+    while step < config.steps:
+      state, m = compiled(state, bank, jnp.int32(step))
+      step += 1
+      pending.append((step - 1, m))   # loss of the state before update `step`
+      if step % config.log_every == 0 or step == config.steps:
+        flush(step)
+      if config.checkpoint_every and step % config.checkpoint_every == 0 and \
+          step < config.steps:
+        save(step)
+      elif config.image_every and step % config.image_every == 0:
+        _save_grid(os.path.join(paths["images"], f"step_{step:07d}.png"), state["syn"], s,
+                   is_main)
+      if config.eval.every and config.eval.num_nets and step % config.eval.every == 0 and \
+          step < config.steps:
+        flush(step)
+        _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer)
+    flush(step)
+    if not ckpt.all_steps() or ckpt.latest_step() != step:
+      save(step)
+    ckpt.wait()
+  finally:
+    ckpt.close()
+
+  x_host = parallel.to_host(state["syn"])[:num_classes]
+  out = _export(paths, x_host, s, info, config, is_main)
+  result = None
+  done = [r for r in (report.read_jsonl(paths["eval"]) if os.path.exists(paths["eval"])
+                      else []) if r.get("step") == step]
+  if done:
+    result = done[-1]
+  elif config.eval.num_nets:
+    result = _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer,
+                           x_host=x_host)
+  parallel.sync("jaxcond_done")
+  printer(f"done: {step} steps in {report.format_duration(time.perf_counter() - t_start)}; "
+          f"{paths['synthetic']}", force=not config.quiet)
+  return {"step": step, "loss": last_loss, "workdir": workdir, "synthetic": out,
+          "eval": result, "compile_s": t_compile, "num_devices": mesh.size}
+
+
+def _restore_repadded(ckpt, step, abstract, s, mesh, num_classes):
+  """Restores a checkpoint made with another padded class count (another device count)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    raise ConfigError("num_devices: this checkpoint was made with another number of devices; "
+                      "resume it with the same device count in a multi-process run")
+  saved_shapes = ckpt.saved_shapes(step)
+  rep = parallel.replicated(parallel.make_mesh(1))
+  saved_abstract = jax.tree.map(
+      lambda a, shp: jax.ShapeDtypeStruct(tuple(shp), a.dtype, sharding=rep),
+      abstract, saved_shapes, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+  state, _ = ckpt.restore(step, saved_abstract)
+
+  def repad(x, target):
+    x = np.asarray(jax.device_get(x))[:num_classes]
+    pad = np.zeros((target.shape[0] - num_classes,) + x.shape[1:], x.dtype)
+    return jax.device_put(np.concatenate([x, pad]), target.sharding)
+
+  return jax.tree.map(repad, state, abstract)
+
+
+def _save_grid(path, syn, s, is_main) -> None:
+  from jaxcond import parallel, report, steps  # pylint: disable=g-import-not-at-top
+  x = parallel.to_host(syn)[:s.num_classes]
+  if is_main:
+    report.save_grid(path, np.asarray(steps.display_images(x, s)))
+
+
+def _export(paths, x_host, s, info, config, is_main) -> str:
+  """Writes synthetic.npz (docs/design.md format) and the final PNG grid."""
+  from jaxcond import report, steps  # pylint: disable=g-import-not-at-top
+  if not is_main:
+    return paths["synthetic"]
+  x_norm, x_dec = steps.export_images(x_host, s)
+  c, ipc = x_host.shape[:2]
+  hwc = tuple(info.image_shape)
+  arrays = {
+      "x": np.asarray(x_norm, np.float32).reshape((c * ipc,) + hwc),
+      "y": np.repeat(np.arange(c, dtype=np.int32), ipc),
+      "mean": np.asarray(info.mean, np.float32), "std": np.asarray(info.std, np.float32),
+      "factor": np.int64(s.factor), "space": np.str_(s.space),
+      "method": np.str_(s.method), "dataset": np.str_(info.name),
+      "ipc": np.int64(s.ipc), "steps": np.int64(config.steps), "seed": np.int64(s.seed),
+  }
+  if x_dec is not None:
+    n_dec = x_dec.shape[1]
+    arrays["x_decoded"] = np.asarray(x_dec, np.float32).reshape((c * n_dec,) + hwc)
+    arrays["y_decoded"] = np.repeat(np.arange(c, dtype=np.int32), n_dec)
+  tmp = paths["synthetic"] + ".tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, paths["synthetic"])
+  report.save_grid(paths["final_png"], np.asarray(steps.display_images(x_host, s)))
+  return paths["synthetic"]
+
+
+def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host=None):
+  """Trains `eval.num_nets` fresh nets on the current set (`jaxcond.evaluate`), appends
+  the result to DIR/eval.jsonl and returns it."""
+  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
+  try:
+    from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    printer("evaluation skipped: jaxcond.evaluate is not available", force=True)
+    return None
+  if x_host is None:
+    x_host = parallel.to_host(state["syn"])[:s.num_classes]
+  if "test" not in cache:
+    xt, yt = _load_split(config, "test")
+    xt = (xt.astype(np.float32) / 255.0 - np.asarray(info.mean, np.float32)) / \
+        np.asarray(info.std, np.float32)
+    cache["test"] = (xt, np.asarray(yt, np.int32))
+  x_test, y_test = cache["test"]
+  x_norm, x_dec = steps.export_images(x_host, s)
+  x_train = np.asarray(x_dec if x_dec is not None else x_norm, np.float32)
+  c, n = x_train.shape[:2]
+  x_train = x_train.reshape((c * n,) + x_train.shape[2:])
+  y_train = np.repeat(np.arange(c, dtype=np.int32), n)
+  settings = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
+  t0 = time.perf_counter()
+  results = evaluate.evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
+                                   num_classes=s.num_classes, seed=settings.seed)
+  first = results[settings.pool[0]]
+  record = {"step": step, "mean": first["mean"], "std": first["std"],
+            "accuracies": first["accuracies"], "protocol": settings.protocol,
+            "model": first["model"], "num_nets": first["num_nets"],
+            "decoded": x_dec is not None, "wall_s": time.perf_counter() - t0}
+  for k in ("best_mean", "best_std", "best_accuracies"):
+    if k in first:
+      record[k] = first[k]
+  if len(results) > 1:
+    record["pool"] = {k: {"mean": v["mean"], "std": v["std"]} for k, v in results.items()}
+  eval_log.write(record)
+  line = evaluate.summary_line(first)
+  printer(f"eval @ step {step}: {line}", force=True)
+  return record
+
+
+def _write_config_json(path, config, info, mesh, start, t_data) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  record = {
+      "config": configs.to_jsonable(config),
+      "config_hash": configs.config_hash(config),
+      "dataset_info": {"name": info.name, "num_classes": info.num_classes,
+                       "image_shape": list(info.image_shape), "mean": list(info.mean),
+                       "std": list(info.std)},
+      "versions": _versions(),
+      "devices": [str(d) for d in mesh.devices.flat],
+      "platform": jax.devices()[0].platform,
+      "process_count": jax.process_count(),
+      "resumed_from_step": start,
+      "data_load_s": t_data,
+      "command": " ".join(sys.argv) if sys.argv else "",
+  }
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=2)
+  os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _parse_flags(argv: Sequence[str]):
+  """absl + ml_collections flags in a private FlagValues (importing this module defines
+  no global flags); errors become one-line ConfigErrors."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FlagValues()
+  config_flag = config_flags.DEFINE_config_file(
+      "config", None, "experiments/<file>.py[:arg] with get_config(arg).", flag_values=fv,
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "Output directory (resumes if it has checkpoints).",
+                      flag_values=fv)
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0 for a multi-process run "
+                      "(or env JAX_COORDINATOR_ADDRESS).", flag_values=fv)
+  flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.",
+                       flag_values=fv)
+  flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=fv)
+  flags.DEFINE_list("local_device_ids", None, "Local device ids for this process.",
+                    flag_values=fv)
+
+  config_arg = None
+  for i, a in enumerate(argv[1:], 1):
+    if a.startswith("--config="):
+      config_arg = a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      config_arg = argv[i + 1]
+  if config_arg is None:
+    raise ConfigError("--config: required (e.g. --config experiments/quickstart.py)")
+  config_file = config_arg.split(":", 1)[0]
+  if not os.path.isfile(config_file):
+    raise ConfigError(f"--config: file {config_file!r} not found")
+  try:
+    fv(list(argv))
+  except flags.Error as err:
+    raise ConfigError(_flag_error_line(str(err), argv)) from None
+  except (AttributeError, KeyError, TypeError) as err:
+    raise ConfigError(_override_error_line(err, argv)) from None
+  try:
+    config = config_flag.value
+    if config is None:
+      raise ConfigError("--config: get_config returned None")
+    _ = config.method
+  except JaxcondError:
+    raise
+  except Exception as err:  # errors raised while importing / calling get_config
+    raise ConfigError(f"--config {config_arg}: {type(err).__name__}: {err}") from None
+  if not fv.workdir:
+    raise ConfigError("--workdir: required (output directory)")
+  return fv, config
+
+
+def _override_error_line(err, argv) -> str:
+  schema = configs._flat(configs.base_config())  # pylint: disable=protected-access
+  for a in argv:
+    if a.startswith("--config."):
+      field = a[len("--config."):].split("=", 1)[0]
+      if field not in schema:
+        return f"{field}: unknown config field (from {a.split('=', 1)[0]})" + \
+            configs._suggest(field, schema)  # pylint: disable=protected-access
+  return f"--config override: {type(err).__name__}: {err}"
+
+
+def _flag_error_line(msg: str, argv) -> str:
+  msg = msg.strip().splitlines()[0]
+  if msg.startswith("flag --config."):
+    field = msg[len("flag --config."):].split("=", 1)[0]
+    return f"{field}: {msg}"
+  if "Unknown command line flag" in msg or "unknown" in msg.lower():
+    return f"command line: {msg}"
+  return msg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """CLI entry point; returns the exit status (2 for bad input, 1 for a diverged run)."""
+  argv = list(sys.argv if argv is None else argv)
+  try:
+    fv, config = _parse_flags(argv)
+    from jaxcond import parallel  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(
+        fv.coordinator_address, fv.num_processes, fv.process_id,
+        [int(i) for i in fv.local_device_ids] if fv.local_device_ids else None)
+    run(config, fv.workdir)
+  except DivergedError as err:
+    print(f"DivergedError: {err}", file=sys.stderr, flush=True)
+    return 1
+  except JaxcondError as err:
+    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,328 @@
+"""`load_split`: one entry point over every source, with sensible default paths.
+
+Where data are looked for (first hit wins), unless `path=` is given:
+  1. each folder in `$JAXCOND_DATA_DIR` (os.pathsep-separated), then `~/.cache/jaxcond/data`,
+     under the dataset's folder names (`mnist`, `fashion_mnist`, `cifar10` or `cifar10_jpeg`
+     or `cifar-10-batches-py`, `tiny-imagenet-200`, `imagenet`, ...);
+  2. TFDS data dirs `$TFDS_DATA_DIR`, `~/tensorflow_datasets` holding a prepared ArrayRecord
+     copy of the dataset's TFDS builder.
+`source="auto"` picks the reader by what exists there (IDX files, CIFAR pickles or their
+archive, SVHN `.mat`, `.npz`, a TFDS folder, an ImageFolder tree or archive). `digits` needs
+no files. Returned labels are the dataset's class indices (0..num_classes-1) even when
+`classes=` restricts loading to a subset (per-host loading, §"sharded bank" in docs/data.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import tarfile
+import zipfile
+from typing import Optional, Sequence
+
+import numpy as np
+
+from jaxcond.data import cache, readers
+from jaxcond.data.registry import DatasetInfo, get_info
+from jaxcond.errors import ConfigError, DataError
+
+SOURCES = ("auto", "tfds", "idx", "cifar", "svhn", "imagefolder", "npz", "digits")
+_SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test",
+           "extra": "extra", "all": "all"}
+
+_EXTRA_FOLDERS = {
+    "fashion_mnist": ("fashion-mnist", "fmnist", "FashionMNIST"),
+    "cifar10": ("cifar-10", "cifar10_jpeg", "cifar-10-batches-py", "CIFAR10"),
+    "cifar100": ("cifar-100", "cifar-100-python", "CIFAR100"),
+    "svhn": ("SVHN",),
+    "mnist": ("MNIST",),
+    "tinyimagenet": ("tiny-imagenet-200", "tiny_imagenet"),
+    "imagenet1k": ("imagenet", "ILSVRC2012", "imagenet2012"),
+}
+_IMAGENET_FOLDERS = ("imagenet", "imagenet1k", "ILSVRC2012", "imagenet2012")
+
+
+def data_roots() -> list:
+  env = os.environ.get("JAXCOND_DATA_DIR", "")
+  roots = [pathlib.Path(r).expanduser() for r in env.split(os.pathsep) if r]
+  return roots + [pathlib.Path.home() / ".cache" / "jaxcond" / "data"]
+
+
+def folder_names(info: DatasetInfo) -> tuple:
+  names = (info.name,) + _EXTRA_FOLDERS.get(info.name, ())
+  if info.imagenet_ids is not None:
+    names += tuple(n for n in _IMAGENET_FOLDERS if n not in names)
+  return names
+
+
+def _archive_kind(p: pathlib.Path) -> Optional[str]:
+  """Peek at the first members: CIFAR pickles or an image tree."""
+  cifar = {"data_batch_1", "test_batch", "batches.meta", "meta"}
+  try:
+    if p.suffix.lower() == ".zip":
+      with zipfile.ZipFile(p) as z:
+        names = z.namelist()[:256]
+    else:
+      names = []
+      with tarfile.open(p, "r|*") as tar:
+        for m in tar:
+          names.append(m.name)
+          if len(names) >= 256:
+            break
+  except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+    raise DataError(f"{p}: unreadable or truncated archive ({e})") from None
+  if any(n.rsplit("/", 1)[-1] in cifar or "cifar-10" in n or "cifar-100" in n for n in names):
+    return "cifar"
+  if any(readers._is_image(n) for n in names):
+    return "imagefolder"
+  return None
+
+
+def detect(info: DatasetInfo, p: pathlib.Path):
+  """(kind, path) of the data found at `p`, or None."""
+  if p.is_file():
+    low = p.name.lower()
+    if low.endswith(".npz"):
+      return "npz", p
+    if low.endswith(".mat"):
+      return "svhn", p
+    if "ubyte" in low:
+      return "idx", p.parent
+    if readers.is_archive(p):
+      kind = _archive_kind(p)
+      return (kind, p) if kind else None
+    return None
+  if not p.is_dir():
+    return None
+  if any(p.glob("*idx[13]-ubyte*")):
+    return "idx", p
+  for sub in ("cifar-10-batches-py", "cifar-100-python"):
+    if (p / sub).is_dir():
+      return "cifar", p / sub
+  if (p / "data_batch_1").is_file() or (p / "test_batch").is_file() or \
+      ((p / "meta").is_file() and (p / "train").is_file()):
+    return "cifar", p
+  if any(p.glob("*_32x32.mat")):
+    return "svhn", p
+  if any(p.glob("*.npz")):
+    return "npz", p
+  if info.tfds_name:
+    from jaxcond.data import tfds_source
+    if tfds_source.find_prepared(info.tfds_name, p) is not None:
+      return "tfds", p
+  if (p / "train").is_dir():
+    return "imagefolder", p
+  for a in sorted(f for f in p.iterdir() if f.is_file() and readers.is_archive(f)):
+    found = detect(info, a)
+    if found:
+      return found
+  return None
+
+
+def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
+  """-> (kind, path, tfds_builder_or_None); ConfigError / DataError when nothing fits."""
+  if not isinstance(source, str):
+    raise ConfigError(f"data.source: expected a string, got {source!r}")
+  kind, _, builder = source.partition(":")
+  if kind not in SOURCES or (builder and kind != "tfds"):
+    raise ConfigError(f"data.source: unknown source {source!r}; one of {', '.join(SOURCES)} "
+                      "or tfds:<builder_name>")
+  if kind == "digits" or (kind == "auto" and info.name == "digits" and path is None):
+    return "digits", None, None
+  if kind == "tfds":
+    from jaxcond.data import tfds_source
+    builder = builder or info.tfds_name
+    if builder is None:
+      raise ConfigError(f"data.source: {info.name} has no TFDS builder; pass tfds:<name>")
+    if path is not None:
+      return "tfds", pathlib.Path(path), builder
+    for root in data_roots() + [tfds_source.default_data_dir()]:
+      if tfds_source.find_prepared(builder, root) is not None:
+        return "tfds", root, builder
+    return "tfds", tfds_source.default_data_dir(), builder
+  if path is not None:
+    p = pathlib.Path(path).expanduser()
+    if not p.exists():
+      raise DataError(f"{p}: not found")
+    if kind != "auto":
+      return kind, p, info.tfds_name
+    cands = [p] + ([p / n for n in folder_names(info)] if p.is_dir() else [])
+  else:
+    cands = [r / n for r in data_roots() for n in folder_names(info)]
+  for c in cands:
+    found = detect(info, c)
+    if found and (kind == "auto" or found[0] == kind):
+      return found[0], found[1], info.tfds_name
+  if kind == "auto" and path is None and info.tfds_name:
+    from jaxcond.data import tfds_source
+    root = tfds_source.default_data_dir()
+    if tfds_source.find_prepared(info.tfds_name, root) is not None:
+      return "tfds", root, info.tfds_name
+  if path is not None:
+    raise DataError(f"{path}: no {info.name} data found ({'any format' if kind == 'auto' else kind})")
+  raise DataError(f"no {info.name} data found in {', '.join(str(r) for r in data_roots())} "
+                  f"(folders {', '.join(folder_names(info))}); set JAXCOND_DATA_DIR or data.path")
+
+
+def _check_classes(classes, num_classes: int):
+  if classes is None:
+    return None
+  try:
+    arr = np.asarray(classes)
+    ok = arr.ndim == 1 and arr.size > 0 and np.issubdtype(arr.dtype, np.integer)
+  except Exception:
+    ok = False
+  if not ok:
+    raise ConfigError(f"classes: expected a non-empty list of class indices, got {classes!r}")
+  if arr.min() < 0 or arr.max() >= num_classes or len(np.unique(arr)) != len(arr):
+    raise ConfigError(f"classes: indices must be distinct and in [0, {num_classes}), got {classes!r}")
+  return sorted(int(c) for c in arr)
+
+
+def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, num_threads):
+  split_dir, entries = readers.list_imagefolder_dir(root, split)
+  found = sorted({c for c, _ in entries})
+  if info.class_names is None and split != "train" and (root / "train").is_dir():
+    order_src = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    order = readers.resolve_class_order(order_src, None, info.num_classes, root / "train")
+    extra = set(found) - set(order)
+    if extra:
+      raise DataError(f"{split_dir}: class folders {sorted(extra)[:3]} not in the train split")
+  else:
+    order = readers.resolve_class_order(found, info.class_names, info.num_classes, split_dir)
+  wanted = [order[c] for c in (classes if classes is not None else range(len(order)))]
+  label_of = {n: order.index(n) for n in wanted}
+  rows = [(label_of[c], f) for c, f in entries if c in label_of and f is not None]
+  counts = np.bincount([r[0] for r in rows], minlength=len(order))
+  for n in wanted:
+    if counts[label_of[n]] == 0:
+      raise DataError(f"{split_dir / n}: class {label_of[n]} ({n}) has no images in split {split!r}")
+  mtimes = [(split_dir / n).stat().st_mtime_ns for n in wanted if (split_dir / n).is_dir()]
+  ident = {"dir": str(split_dir.resolve()), "res": info.resolution, "ch": info.channels,
+           "names": wanted, "mtimes": mtimes,
+           "files": hashlib.sha256("\n".join(str(f) for _, f in rows).encode()).hexdigest()}
+
+  def compute():
+    imgs = readers.decode_many([f for _, f in rows], [str(f) for _, f in rows],
+                               info.resolution, info.channels, num_threads)
+    return {"images": imgs, "labels": np.asarray([r[0] for r in rows], np.int32)}
+
+  out = cache.cached("imagefolder", ident, compute, use_cache)
+  return out["images"], out["labels"], str(split_dir)
+
+
+def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threads):
+  """Decode every split of the archive in one pass, cache each, return the requested one."""
+  ident = {**cache.file_identity(p), "res": info.resolution, "ch": info.channels,
+           "dataset": info.name, "names": list(info.class_names or [])}
+  hit = cache.load(cache.cache_path("imagefolder-archive", {**ident, "split": split})) \
+      if use_cache else None
+  if hit is None:
+    scanned = readers.scan_imagefolder_archive(p, ("train",) + readers.TEST_SPLIT_DIRS)
+    if not scanned:
+      raise DataError(f"{p}: no <split>/<class>/<image> entries in the archive")
+    order_ref = scanned.get("train") or next(iter(scanned.values()))
+    order = readers.resolve_class_order(sorted({r[0] for r in order_ref}), info.class_names,
+                                        info.num_classes, f"{p}:train")
+    label_of = {n: i for i, n in enumerate(order)}
+    test_dir = next((d for d in readers.TEST_SPLIT_DIRS if d in scanned), None)
+    results = {}
+    for name, canon in (("train", "train"), (test_dir, "test")):
+      if name is None or name not in scanned:
+        continue
+      rows = [r for r in scanned[name] if r[0] in label_of]
+      imgs = readers.decode_many([r[2] for r in rows], [f"{p}:{r[1]}" for r in rows],
+                                 info.resolution, info.channels, num_threads)
+      labels = np.asarray([label_of[r[0]] for r in rows], np.int32)
+      results[canon] = {"images": imgs, "labels": labels}
+      if use_cache:
+        cache.save(cache.cache_path("imagefolder-archive", {**ident, "split": canon}),
+                   results[canon])
+    if split not in results:
+      raise DataError(f"{p}: archive has no labelled {split!r} split")
+    hit = results[split]
+  return hit["images"], hit["labels"], str(p)
+
+
+def _finish(info: DatasetInfo, x, y, classes, where: str, split: str):
+  """Shape / label-range / empty-class checks, then the per-host class filter."""
+  if x.ndim != 4 or x.shape[1:] != tuple(info.image_shape):
+    got = "x".join(map(str, x.shape[1:])) if x.ndim == 4 else f"{x.ndim}-d"
+    raise DataError(f"{where}: images are {got}, {info.name} expects "
+                    f"{'x'.join(map(str, info.image_shape))}")
+  if len(x) != len(y):
+    raise DataError(f"{where}: {len(y)} labels for {len(x)} images")
+  if y.size and (y.min() < 0 or y.max() >= info.num_classes):
+    bad = int(y[(y < 0) | (y >= info.num_classes)][0])
+    raise DataError(f"{where}: label {bad} outside the class range [0, {info.num_classes})")
+  if classes is not None:
+    keep = np.isin(y, np.asarray(classes))
+    x, y = x[keep], y[keep]
+  counts = np.bincount(y, minlength=info.num_classes)
+  for c in (classes if classes is not None else range(info.num_classes)):
+    if counts[c] == 0:
+      name = info.class_names[c] if info.class_names else str(c)
+      raise DataError(f"{where}: class {c} ({name}) has no images in split {split!r}")
+  return np.ascontiguousarray(x, np.uint8), y.astype(np.int32)
+
+
+def load_split(name: str, split: str, *, source: str = "auto", path=None,
+               resolution: Optional[int] = None, classes: Optional[Sequence[int]] = None,
+               cache: bool = True, class_list=None, num_threads: Optional[int] = None):
+  """One split as host arrays: (images uint8 [N, H, W, ch], labels int32 [N]).
+
+  source: auto | tfds | tfds:<builder> | idx | cifar | svhn | imagefolder | npz | digits.
+  classes: load only these class indices (per-host loading); labels stay global.
+  cache: keep decoded ImageFolder / TFDS arrays in `$JAXCOND_CACHE` (default ~/.cache/jaxcond).
+  split: train | test (val/validation are aliases of test) | extra (SVHN) | all (digits).
+  """
+  info = get_info(name, resolution=resolution, class_list=class_list)
+  if not isinstance(split, str) or split.lower() not in _SPLITS:
+    raise ConfigError(f"split: expected train or test, got {split!r}")
+  split = _SPLITS[split.lower()]
+  classes = _check_classes(classes, info.num_classes)
+  kind, p, builder = resolve_source(info, source, path)
+  if split in ("extra", "all") and {"extra": "svhn", "all": "digits"}[split] != kind:
+    raise ConfigError(f"split: {split!r} exists only for {'SVHN' if split == 'extra' else 'digits'}")
+  if kind == "digits":
+    x, y = readers.read_digits(split)
+    where = "sklearn digits"
+  elif kind == "idx":
+    x, y, files = readers.read_idx_split(p, split)
+    where = str(files["images"])
+    if y.size and y.max() >= info.num_classes:
+      where = str(files["labels"])
+  elif kind == "cifar":
+    if info.name not in ("cifar10", "cifar100"):
+      raise ConfigError(f"data.source: CIFAR pickles found at {p}, but dataset is {info.name}")
+    x, y, _ = readers.read_cifar(p, split, info.name)
+    where = str(p)
+  elif kind == "svhn":
+    x, y, f = readers.read_svhn(p, split)
+    where = str(f)
+  elif kind == "npz":
+    x, y, f = readers.read_npz(p, split)
+    where = str(f)
+  elif kind == "imagefolder":
+    p = pathlib.Path(p)
+    if p.is_file():
+      x, y, where = _imagefolder_from_archive(info, split, p, cache, num_threads)
+    else:
+      x, y, where = _imagefolder_from_dir(info, split, p, classes, cache, num_threads)
+  elif kind == "tfds":
+    from jaxcond.data import tfds_source
+    last = None
+    for tsplit in ((split,) if split != "test" else ("test", "validation")):
+      try:
+        x, y, where = tfds_source.load_tfds(
+            builder, tsplit, p, size=info.resolution, channels=info.channels,
+            class_names=info.class_names, num_classes=info.num_classes, classes=classes,
+            use_cache=cache)
+        break
+      except DataError as e:
+        last = e
+    else:
+      raise last
+  else:  # pragma: no cover - resolve_source only returns the kinds above
+    raise ConfigError(f"data.source: {kind!r}")
+  return _finish(info, x, y, classes, where, split)

@@ -1,0 +1,450 @@
+"""Readers for the standard distribution files of the datasets in methods.md §1.1.
+
+Each reader returns host numpy arrays: images uint8 [N, H, W, ch] (NHWC) and labels int32 [N],
+and raises a one-line `DataError` that names the file and the problem for bad input.
+
+Formats:
+- IDX (MNIST, Fashion-MNIST): big-endian header, magic 0x0000 08 <ndim>, `.gz` or raw.
+- CIFAR-10/100 python pickles: the `cifar-*-python.tar.gz` archive or its extracted folder.
+  They are unpickled with an allow-list (dicts, lists, numpy arrays only).
+- SVHN cropped digits `.mat` (X [32, 32, 3, N], y [N, 1], label 10 means digit 0).
+- `.npz` with keys x/y or images/labels (or x_<split>/y_<split>).
+- ImageFolder trees `<split>/<class>/**/*.jpg` (TinyImageNet's `val/images` +
+  `val_annotations.txt` too), as a folder or straight from a `.tar(.gz)` / `.zip` archive.
+  Images are resized (shorter side, bilinear) and center-cropped like torchvision's
+  `Resize(r)` + `CenterCrop(r)` (methods.md §1.1 ImageNet preprocessing).
+- scikit-learn `digits` (always offline; see registry for the uint8 rescaling and split).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import io
+import os
+import pathlib
+import pickle
+import tarfile
+import zipfile
+from typing import Optional, Sequence
+
+import numpy as np
+
+from jaxcond.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
+TEST_SPLIT_DIRS = ("test", "val", "validation")
+
+
+def _is_image(name: str) -> bool:
+  return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_archive(path) -> bool:
+  return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+# --------------------------------------------------------------------------------------- IDX
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path) -> np.ndarray:
+  """One IDX file (`.gz` or raw) -> ndarray with the header's shape (uint8 data only).
+
+  The payload is read straight into the result array (peak host memory = one copy).
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise DataError(f"{path}: file not found")
+  opener = gzip.open if path.suffix == ".gz" else open
+  try:
+    with opener(path, "rb") as f:
+      head = f.read(4)
+      if len(head) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+      if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES or not 1 <= head[3] <= 4:
+        raise DataError(f"{path}: not an IDX file of uint8 (magic 0x{head.hex()}, "
+                        "expected 0x00000801 or 0x00000803)")
+      ndim = head[3]
+      raw_dims = f.read(4 * ndim)
+      if len(raw_dims) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header")
+      dims = tuple(int(d) for d in np.frombuffer(raw_dims, ">u4"))
+      out = np.empty(dims, np.uint8)
+      got = 0
+      view = memoryview(out.reshape(-1))
+      while got < out.size:
+        n = f.readinto(view[got:got + (1 << 20)])   # chunks: gzip copies via a temp
+        if not n:
+          break
+        got += n
+      trailing = bool(f.read(1))
+  except (EOFError, OSError, gzip.BadGzipFile) as e:
+    raise DataError(f"{path}: truncated or corrupt gzip stream ({e})") from None
+  if got < out.size or trailing:
+    what = "truncated" if got < out.size else "has trailing bytes"
+    raise DataError(f"{path}: {what}: header says {'x'.join(map(str, dims))} = "
+                    f"{out.size} pixel bytes, file has {got}{'+' if trailing else ''}")
+  return out
+
+
+def _idx_file(folder: pathlib.Path, prefix: str, kind: str) -> pathlib.Path:
+  """`train-images-idx3-ubyte.gz`, MNIST's `train-images.idx3-ubyte`, raw or gzipped."""
+  rank = "idx3" if kind == "images" else "idx1"
+  for sep in ("-", "."):
+    for ext in (".gz", ""):
+      p = folder / f"{prefix}-{kind}{sep}{rank}-ubyte{ext}"
+      if p.is_file():
+        return p
+  raise DataError(f"{folder / f'{prefix}-{kind}-{rank}-ubyte.gz'}: file not found")
+
+
+def read_idx_split(folder, split: str):
+  """MNIST / Fashion-MNIST split from a folder of IDX files -> (images [N,H,W,1], labels, file)."""
+  folder = pathlib.Path(folder)
+  if folder.is_file():
+    folder = folder.parent
+  prefix = {"train": "train", "test": "t10k"}[split]
+  xf, yf = _idx_file(folder, prefix, "images"), _idx_file(folder, prefix, "labels")
+  x, y = read_idx(xf), read_idx(yf)
+  if x.ndim != 3:
+    raise DataError(f"{xf}: expected a 3-d IDX image file, got {x.ndim}-d")
+  if y.ndim != 1:
+    raise DataError(f"{yf}: expected a 1-d IDX label file, got {y.ndim}-d")
+  if len(x) != len(y):
+    raise DataError(f"{yf}: {len(y)} labels for {len(x)} images in {xf.name}")
+  return x[..., None], y.astype(np.int32), {"images": xf, "labels": yf}
+
+
+# ------------------------------------------------------------------------------------- CIFAR
+class _SafeUnpickler(pickle.Unpickler):
+  """CIFAR batches hold only dicts, lists, bytes and numpy arrays: allow nothing else."""
+  _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+              ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+              ("numpy._core.multiarray", "scalar"), ("copy_reg", "_reconstructor"),
+              ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+              ("_codecs", "encode"), ("numpy._core.numeric", "_frombuffer"),
+              ("numpy.core.numeric", "_frombuffer")}
+
+  def find_class(self, module, name):
+    if (module, name) not in self._ALLOWED:
+      raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+    return super().find_class(module, name)
+
+
+def _unpickle(data: bytes, where: str) -> dict:
+  try:
+    obj = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+  except Exception as e:  # pickle raises many types on garbage input
+    raise DataError(f"{where}: not a CIFAR python pickle ({type(e).__name__}: {e})") from None
+  if not isinstance(obj, dict):
+    raise DataError(f"{where}: not a CIFAR python pickle (top level is {type(obj).__name__})")
+  return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+_CIFAR_FILES = {
+    ("cifar10", "train"): [f"data_batch_{i}" for i in range(1, 6)],
+    ("cifar10", "test"): ["test_batch"],
+    ("cifar100", "train"): ["train"],
+    ("cifar100", "test"): ["test"],
+}
+_CIFAR_META = {"cifar10": ("batches.meta", "label_names"),
+               "cifar100": ("meta", "fine_label_names")}
+
+
+def _cifar_members(path: pathlib.Path, wanted: Sequence[str]) -> dict:
+  """Basename -> bytes for the wanted batch files, from an archive or a folder."""
+  found = {}
+  if path.is_file():
+    try:
+      with tarfile.open(path, "r:*") as tar:
+        for m in tar:
+          base = m.name.rsplit("/", 1)[-1]
+          if m.isfile() and base in wanted and base not in found:
+            found[base] = tar.extractfile(m).read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+      raise DataError(f"{path}: unreadable tar archive ({e})") from None
+  else:
+    for sub in ("", "cifar-10-batches-py", "cifar-100-python"):
+      for base in wanted:
+        p = path / sub / base
+        if base not in found and p.is_file():
+          found[base] = p.read_bytes()
+  return found
+
+
+def read_cifar(path, split: str, dataset: str):
+  """CIFAR-10/100 python-pickle split -> (images [N,32,32,3], labels, class_names or None)."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise DataError(f"{path}: file not found")
+  files = _CIFAR_FILES[(dataset, split)]
+  meta_name, names_key = _CIFAR_META[dataset]
+  found = _cifar_members(path, files + [meta_name])
+  missing = [f for f in files if f not in found]
+  if missing:
+    raise DataError(f"{path}: CIFAR batch file {missing[0]!r} not found")
+  label_key = "labels" if dataset == "cifar10" else "fine_labels"
+  xs, ys = [], []
+  for f in files:
+    d = _unpickle(found[f], f"{path}:{f}")
+    if "data" not in d or label_key not in d:
+      raise DataError(f"{path}:{f}: CIFAR batch without 'data'/'{label_key}' keys")
+    x = np.asarray(d["data"])
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+      raise DataError(f"{path}:{f}: images are {x.dtype} {x.shape}, expected uint8 [N, 3072]")
+    y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+    if len(y) != len(x):
+      raise DataError(f"{path}:{f}: {len(y)} labels for {len(x)} images")
+    xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    ys.append(y)
+  names = None
+  if meta_name in found:
+    meta = _unpickle(found[meta_name], f"{path}:{meta_name}")
+    if names_key in meta:
+      names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key])
+  return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys).astype(np.int32), names
+
+
+# -------------------------------------------------------------------------------------- SVHN
+def read_svhn(path, split: str):
+  """SVHN cropped-digits `<split>_32x32.mat` -> (images [N,32,32,3], labels with 10 -> 0, file)."""
+  path = pathlib.Path(path)
+  f = path if path.is_file() else path / f"{split}_32x32.mat"
+  if not f.is_file():
+    raise DataError(f"{f}: file not found")
+  import scipy.io  # optional dependency (jaxcond[extras])
+  try:
+    mat = scipy.io.loadmat(f)
+  except Exception as e:  # scipy raises ValueError/TypeError/OSError on bad files
+    raise DataError(f"{f}: unreadable .mat file ({type(e).__name__}: {e})") from None
+  if "X" not in mat or "y" not in mat:
+    raise DataError(f"{f}: SVHN .mat without 'X'/'y' variables")
+  x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+  if x.ndim != 4 or x.shape[2] != 3:
+    raise DataError(f"{f}: X has shape {x.shape}, expected [H, W, 3, N]")
+  if x.shape[3] != len(y):
+    raise DataError(f"{f}: {len(y)} labels for {x.shape[3]} images")
+  y = y.astype(np.int64)
+  y[y == 10] = 0
+  return np.ascontiguousarray(x.transpose(3, 0, 1, 2)).astype(np.uint8, copy=False), \
+      y.astype(np.int32), f
+
+
+# --------------------------------------------------------------------------------------- npz
+def read_npz(path, split: str):
+  """`.npz` with x/y, images/labels, or x_<split>/y_<split> -> (images, labels, file)."""
+  path = pathlib.Path(path)
+  f = path if path.is_file() else path / f"{split}.npz"
+  if not f.is_file():
+    raise DataError(f"{f}: file not found")
+  try:
+    with np.load(f, allow_pickle=False) as z:
+      keys = set(z.files)
+      for xk, yk in (("x", "y"), ("images", "labels"), (f"x_{split}", f"y_{split}"),
+                     (f"{split}_images", f"{split}_labels")):
+        if xk in keys and yk in keys:
+          x, y = z[xk], z[yk]
+          break
+      else:
+        raise DataError(f"{f}: no x/y or images/labels arrays (has {sorted(keys)})")
+  except DataError:
+    raise
+  except Exception as e:
+    raise DataError(f"{f}: unreadable .npz ({type(e).__name__}: {e})") from None
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.dtype != np.uint8:
+    raise DataError(f"{f}: images are {x.dtype}, expected uint8 0..255")
+  y = np.asarray(y).reshape(-1)
+  if not np.issubdtype(y.dtype, np.integer):
+    raise DataError(f"{f}: labels are {y.dtype}, expected integers")
+  if len(y) != len(x):
+    raise DataError(f"{f}: {len(y)} labels for {len(x)} images")
+  return x, y.astype(np.int32), f
+
+
+# ------------------------------------------------------------------------------------ digits
+def read_digits(split: str):
+  """scikit-learn digits as uint8 [N, 8, 8, 1]: v*255/16 rounded; every 5th image per class is test."""
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  y = d.target.astype(np.int32)
+  test = np.zeros(len(y), bool)
+  for c in range(10):
+    test[np.flatnonzero(y == c)[4::5]] = True
+  keep = {"train": ~test, "test": test, "all": np.ones_like(test)}[split]
+  return x[keep], y[keep]
+
+
+# ---------------------------------------------------------------------------- image decoding
+def resize_center_crop(img, size: int):
+  """torchvision Resize(size) (shorter side, bilinear) then CenterCrop(size), on a PIL image."""
+  from PIL import Image
+  w, h = img.size
+  if (w, h) != (size, size):
+    if w <= h:
+      nw, nh = size, int(size * h / w)
+    else:
+      nw, nh = int(size * w / h), size
+    if (nw, nh) != (w, h):
+      img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    img = img.crop((left, top, left + size, top + size))
+  return img
+
+
+def decode_image(src, size: int, channels: int, where: Optional[str] = None) -> np.ndarray:
+  """Encoded bytes or a file path -> uint8 [size, size, channels] (resize + center crop)."""
+  from PIL import Image, UnidentifiedImageError
+  try:
+    with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as img:
+      img = img.convert("L" if channels == 1 else "RGB")
+      img = resize_center_crop(img, size)
+      arr = np.asarray(img, dtype=np.uint8)
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    raise DataError(f"{where or src}: cannot decode image ({e})") from None
+  return arr[..., None] if arr.ndim == 2 else arr
+
+
+def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
+                num_threads: Optional[int] = None) -> np.ndarray:
+  """Decode in a thread pool (Pillow releases the GIL while decoding) into one array."""
+  out = np.empty((len(srcs), size, size, channels), np.uint8)
+  if not srcs:
+    return out
+  threads = num_threads or min(16, (os.cpu_count() or 1) * 2)
+
+  def work(i):
+    out[i] = decode_image(srcs[i], size, channels, wheres[i])
+
+  if threads <= 1 or len(srcs) < 64:
+    for i in range(len(srcs)):
+      work(i)
+  else:
+    chunk = 256
+
+    def work_chunk(start):
+      for i in range(start, min(start + chunk, len(srcs))):
+        work(i)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+      list(pool.map(work_chunk, range(0, len(srcs), chunk)))
+  return out
+
+
+# ------------------------------------------------------------------------------ ImageFolder
+def _parse_annotations(text: str) -> dict:
+  """TinyImageNet `val_annotations.txt`: `<file>\\t<wnid>\\t...` -> {file: wnid}."""
+  out = {}
+  for line in text.splitlines():
+    parts = line.split()
+    if len(parts) >= 2:
+      out[parts[0]] = parts[1]
+  return out
+
+
+def _labelled_split_dir(root: pathlib.Path, split: str) -> Optional[pathlib.Path]:
+  cands = (split,) if split == "train" else TEST_SPLIT_DIRS
+  for c in cands:
+    d = root / c
+    if d.is_dir() and ((d / "val_annotations.txt").is_file()
+                       or any(s.is_dir() and s.name != "images" for s in d.iterdir())):
+      return d
+  return None
+
+
+def list_imagefolder_dir(root, split: str):
+  """Folder tree -> (split_dir, [(class_name, file_path), ...]) sorted by class then path."""
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise DataError(f"{root}: folder not found")
+  d = _labelled_split_dir(root, split)
+  if d is None:
+    raise DataError(f"{root}: no labelled '{split}' folder (looked for "
+                    f"{', '.join((split,) if split == 'train' else TEST_SPLIT_DIRS)})")
+  ann = d / "val_annotations.txt"
+  if ann.is_file() and (d / "images").is_dir():
+    mapping = _parse_annotations(ann.read_text())
+    entries = []
+    for f in sorted((d / "images").iterdir()):
+      if _is_image(f.name):
+        if f.name not in mapping:
+          raise DataError(f"{ann}: no annotation for {f.name}")
+        entries.append((mapping[f.name], f))
+    return d, sorted(entries, key=lambda e: (e[0], str(e[1])))
+  entries = []
+  for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+    files = sorted(p for p in cdir.rglob("*") if p.is_file() and _is_image(p.name))
+    entries.extend((cdir.name, f) for f in files)
+    if not files:
+      entries.append((cdir.name, None))  # keep empty classes visible for the error
+  return d, entries
+
+
+def scan_imagefolder_archive(path, splits: Sequence[str]):
+  """One pass over a tar/zip archive -> {split_dir_name: [(class, member_name, bytes)]}.
+
+  The tree may sit under any prefix (`cifar10/train/cat/0001.jpg`); the split folder is the
+  first path component named train/test/val/validation with a class and a file below it.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise DataError(f"{path}: file not found")
+  split_names = set(splits)
+  files, anns = {}, {}
+
+  def visit(name: str, read):
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    for i, p in enumerate(parts[:-1]):
+      if p in split_names:
+        rest = parts[i + 1:]
+        if rest == ["val_annotations.txt"]:
+          anns[p] = _parse_annotations(read().decode())
+        elif len(rest) >= 2 and _is_image(rest[-1]):
+          files.setdefault(p, []).append((rest, name, read()))
+        return
+
+  try:
+    if path.suffix.lower() == ".zip":
+      with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+          if not info.is_dir():
+            visit(info.filename, lambda info=info: z.read(info))
+    else:
+      with tarfile.open(path, "r|*") as tar:
+        for m in tar:
+          if m.isfile():
+            visit(m.name, lambda m=m: tar.extractfile(m).read())
+  except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+    raise DataError(f"{path}: unreadable or truncated archive ({e})") from None
+  out = {}
+  for split, items in files.items():
+    ann = anns.get(split)
+    rows = []
+    for rest, name, data in items:
+      if ann is not None and rest[0] == "images" and len(rest) == 2:
+        if rest[1] not in ann:
+          raise DataError(f"{path}:{split}/val_annotations.txt: no annotation for {rest[1]}")
+        rows.append((ann[rest[1]], name, data))
+      else:
+        rows.append((rest[0], name, data))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    out[split] = rows
+  return out
+
+
+def resolve_class_order(found: Sequence[str], class_names: Optional[Sequence[str]],
+                        num_classes: int, where: str) -> list:
+  """Label order for the folders found: the registry's names if all present, else sorted folders."""
+  found_set = set(found)
+  if class_names is not None and set(class_names) <= found_set:
+    return list(class_names)
+  if len(found_set) == num_classes:
+    return sorted(found_set)
+  if class_names is not None:
+    missing = [c for c in class_names if c not in found_set]
+    raise DataError(f"{where}: {len(found_set)} class folders, expected {num_classes}; "
+                    f"missing e.g. {missing[:3]}")
+  raise DataError(f"{where}: {len(found_set)} class folders, expected {num_classes}")

@@ -1,0 +1,419 @@
+"""One condensation iteration of DM / M3D / DDM as a pure, jittable function.
+
+Data path (docs/design.md "Keys", methods.md §2.1, §3.3, §4):
+
+  keys (seed, step) ─► random ConvNet (fresh every step; M3D: key of step // ipm)
+                    ├► real batch per class (sampled in the jit from the class bank)
+                    └► one siamese augmentation per class (key folded with the global class id)
+  synthetic ─► decode (factor) ─► subsample ≤ batch_syn_max ─► normalise ─► augment ─┐
+  real uint8 ─► normalise ─────────────────────────────────────────────► augment ─┴► embed
+  (classes folded into the batch axis, ONE shared net) ─► per-class objective [C]
+  ─► masked sum ─► grad w.r.t. synthetic pixels (real features under stop_gradient)
+  ─► SGD with momentum ─► new state
+
+Objectives: DM (methods.md §2.1, ‖mean φ(real) − mean φ(syn)‖² per class, summed), M3D
+(§3.1, biased MMD² with the multi-bandwidth gaussian kernel), DDM (§4.4 "paper" objective
+L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD).
+
+Stepping. DM/DDM (and M3D `step_mode="joint"`) take one SGD step on the summed loss.
+M3D as published (`step_mode="per_class"`, §3.3) steps once per class inside the class loop,
+with one momentum buffer for the whole synthetic tensor. Because SGD+momentum is elementwise
+and class c's loss only has gradient on class c's pixels, the C sequential steps decouple:
+at its turn (position p = its global class id) class c's pixels have received p
+momentum-only steps,
+
+    buf_p = μ^p·buf,   x_p = x − lr·buf·(μ + μ² + … + μ^p),
+
+its gradient g is taken at x_p, then buf' = μ·buf_p + g, x' = x_p − lr·buf', followed by
+C−1−p momentum-only steps. `step_mode="per_class"` evaluates that closed form for all
+classes in parallel (so it shards like the joint mode); `m3d_sequential_step` is the literal
+`lax.scan` over classes that the tests compare it with.
+
+M3D pixels live in [0, 1] and are clamped once per iteration before the class loop; inside
+the iteration they are normalised *without* clipping, as the reference does (it clamps only
+`data` at the start of an iteration), so pixels that drift past a bound keep their gradient.
+
+Padded dummy classes (class id −1) are masked out of the loss and their gradient is zeroed,
+so they never change and never contribute, whatever the device count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcond import augment as augment_lib
+from jaxcond import nets
+from jaxcond import objectives
+from jaxcond import rng
+from jaxcond import synthetic
+
+State = dict  # {"syn": [C, ipc, H, W, ch] float32, "opt": optax SGD state}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """Everything a step needs, as plain hashable values (built by `jaxcond.configs`)."""
+  method: str                      # dm | m3d | ddm
+  seed: int
+  num_classes: int                 # real classes (without padding)
+  image_shape: tuple               # (H, W, ch)
+  mean: tuple
+  std: tuple
+  ipc: int
+  batch_real: int
+  model_name: str = "convnet"
+  model_overrides: tuple = ()      # sorted (field, value) pairs for nets.get_model
+  factor: int = 1
+  space: str = "normalized"        # normalized | unit
+  lr: float = 1.0
+  momentum: float = 0.5
+  batch_syn_max: int = 0           # 0 = every decoded image
+  aug_policy: str = "dm"           # dm | idc | none
+  aug_strategy: str = augment_lib.DEFAULT_STRATEGY
+  kernel: str = "gaussian"         # M3D kernel
+  ipm: int = 1                     # iterations per random model (M3D: 5)
+  step_mode: str = "joint"         # joint | per_class
+  mm_weight: float = 1e4
+  cm_weight: float = 0.0
+  icd_weight: float = 10.0
+  style_mode: str = "batchavg"
+  style_tap: str = "norm"
+  icd_k: int = 0                   # 0 = objectives.icd_k(ipc)
+
+  @property
+  def syn_per_class(self) -> int:
+    """Synthetic images per class that enter the network each step."""
+    n = self.ipc * self.factor ** 2
+    return min(n, self.batch_syn_max) if self.batch_syn_max else n
+
+  @property
+  def uses_taps(self) -> bool:
+    return self.method == "ddm" and (self.mm_weight > 0 or self.cm_weight > 0)
+
+
+def make_model(s: StepSettings):
+  return nets.get_model(s.model_name, num_classes=s.num_classes, image_shape=s.image_shape,
+                        **dict(s.model_overrides))
+
+
+def optimizer(s: StepSettings) -> optax.GradientTransformation:
+  """SGD with heavy-ball momentum, PyTorch semantics (buf = μ·buf + g; x −= lr·buf)."""
+  return optax.sgd(s.lr, momentum=s.momentum if s.momentum > 0 else None)
+
+
+def init_state(s: StepSettings, syn: jax.Array) -> State:
+  return {"syn": syn, "opt": optimizer(s).init(syn)}
+
+
+def _momentum_buffer(opt_state):
+  """The SGD trace (momentum buffer) inside optax.sgd's state, or None without momentum."""
+  for part in opt_state:
+    if isinstance(part, optax.TraceState):
+      return part.trace
+  return None
+
+
+def _replace_momentum_buffer(opt_state, new_trace):
+  return tuple(part._replace(trace=new_trace) if isinstance(part, optax.TraceState) else part
+               for part in opt_state)
+
+
+# ------------------------------------------------------------------------------ pieces
+
+def _safe_ids(class_ids):
+  """Dummy slots (-1) reuse id 0 for key derivation; their results are masked anyway."""
+  return jnp.maximum(class_ids, 0)
+
+
+def _normalize_pixels(x, s: StepSettings):
+  """Optimisation space -> network input. Unit space: (x − mean)/std without clipping
+  (the clamp happens once per iteration on the stored pixels, §3.3 / §9.7)."""
+  if s.space == "normalized":
+    return x
+  mean = jnp.asarray(s.mean, jnp.float32)
+  std = jnp.asarray(s.std, jnp.float32)
+  return (x - mean) / std
+
+
+def normalize_real(real_u8, s: StepSettings):
+  """uint8 [..., H, W, ch] -> normalised float32 ((x/255 − mean)/std)."""
+  mean = jnp.asarray(s.mean, jnp.float32)
+  std = jnp.asarray(s.std, jnp.float32)
+  return (real_u8.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def synthetic_batch(syn, class_ids, step, s: StepSettings):
+  """Stored images [C, ipc, ...] -> network-input images [C, m, ...] for this step:
+  decode (factor), subsample to ≤ batch_syn_max per class (key per global class id),
+  normalise."""
+  x = synthetic.decode(syn, s.factor) if s.factor > 1 else syn
+  n = x.shape[1]
+  m = s.syn_per_class
+  if m < n:
+    keys = rng.class_keys(rng.step_key(s.seed, step, rng.SYN_SUBSET), _safe_ids(class_ids))
+    idx = jax.vmap(lambda k: jax.random.permutation(k, n)[:m])(keys)
+    x = jnp.take_along_axis(x, idx[:, :, None, None, None], axis=1)
+  return _normalize_pixels(x, s)
+
+
+def _augment(x, keys, s: StepSettings):
+  """Siamese DSA per class: one transform per class key, shared by real and synthetic."""
+  if s.aug_policy == "none" or s.aug_strategy in ("", "none"):
+    return x
+  fn = functools.partial(augment_lib.augment, policy=s.aug_policy, strategy=s.aug_strategy,
+                         siamese=True)
+  return jax.vmap(fn)(keys, x)
+
+
+def _constrain(x, sharding_fn):
+  return x if sharding_fn is None else jax.lax.with_sharding_constraint(x, sharding_fn(x.ndim))
+
+
+def _embed(model, variables, x, s: StepSettings, sharding_fn):
+  """[C, n, H, W, ch] -> feats [C, n, d] (+ taps [C, n, h, w, c] per block) with the classes
+  folded into the batch axis of ONE forward of the shared net."""
+  c, n = x.shape[:2]
+  flat = x.reshape((c * n,) + x.shape[2:])
+  if s.uses_taps:
+    feats, taps = nets.embed(model, variables, flat, train=True, taps=True)
+    taps = [t.reshape((c, n) + t.shape[1:]) for t in taps[s.style_tap]]
+    taps = [_constrain(t, sharding_fn) for t in taps]
+  else:
+    feats, taps = nets.embed(model, variables, flat, train=True), None
+  return _constrain(feats.reshape(c, n, -1), sharding_fn), taps
+
+
+def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings):
+  """(per-class objective [C], dict of per-class terms [C] for logging).
+
+  DDM terms are logged unweighted (dm, mm, cm, icd); the objective is
+  dm + mm_weight·mm + cm_weight·cm + icd_weight·icd (`objectives.ddm_losses`).
+  """
+  if s.method == "dm":
+    loss = objectives.dm_loss(real_feats, syn_feats)
+    return loss, {"dm": loss}
+  if s.method == "m3d":
+    loss = objectives.m3d_loss(real_feats, syn_feats, kernel=s.kernel)
+    return loss, {"mmd": loss}
+  icd_weight = s.icd_weight if s.ipc > 1 else 0.0
+  k = (s.icd_k or objectives.icd_k(s.ipc)) if icd_weight else None
+  if not s.uses_taps:
+    real_taps, syn_taps = None, None
+  terms = dict(objectives.ddm_losses(
+      real_feats, syn_feats, real_taps, syn_taps, mm_weight=s.mm_weight,
+      cm_weight=s.cm_weight, icd_weight=icd_weight, k=k, style_mode=s.style_mode))
+  total = terms.pop("total")
+  for name, weight in (("mm", s.mm_weight), ("cm", s.cm_weight), ("icd", icd_weight)):
+    if not weight:
+      terms.pop(name)
+  return total, terms
+
+
+def random_net_variables(model, step, s: StepSettings):
+  """Fresh PyTorch-init net; DM/DDM: new every step; M3D: new every `ipm` steps (§3.3)."""
+  key = rng.step_key(s.seed, step // s.ipm, rng.NET)
+  return nets.init_variables(model, key, s.image_shape)
+
+
+def real_features(model, variables, real_u8, class_ids, step, s: StepSettings,
+                  sharding_fn=None):
+  """Augmented real features (no gradient): feats [C, B, d], taps or None."""
+  aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(class_ids))
+  real = _constrain(normalize_real(real_u8, s), sharding_fn)
+  real = _augment(real, aug_keys, s)
+  feats, taps = _embed(model, variables, real, s, sharding_fn)
+  return jax.lax.stop_gradient((feats, taps))
+
+
+def class_losses(model, variables, syn, real_feats, real_taps, class_ids, step,
+                 s: StepSettings, sharding_fn=None):
+  """(per-class objective [C], per-class terms) for stored synthetic images `syn`."""
+  aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(class_ids))
+  x = _constrain(synthetic_batch(syn, class_ids, step, s), sharding_fn)
+  x = _augment(x, aug_keys, s)
+  syn_feats, syn_taps = _embed(model, variables, x, s, sharding_fn)
+  return _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s)
+
+
+def _masked_sum(per_class, valid):
+  return jnp.sum(jnp.where(valid, per_class, 0.0))
+
+
+def _geometric(mu: float, n):
+  """μ + μ² + … + μ^n for integer array n ≥ 0 (0 when n = 0 or μ = 0)."""
+  n = n.astype(jnp.float32)
+  if mu == 0.0:
+    return jnp.zeros_like(n)
+  return mu * (1.0 - mu ** n) / (1.0 - mu)
+
+
+# ------------------------------------------------------------------------------ the step
+
+def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
+              model=None) -> Callable:
+  """`step_fn(state, real_u8 [C, B, H, W, ch], class_ids [C], step) -> (state, metrics)`.
+
+  `sharding_fn(ndim)` (optional) returns the class sharding used to constrain the
+  class-leading intermediates; metrics are scalars: `loss` (mean over real classes of the
+  per-class objective) and `loss/<term>`.
+  """
+  model = model if model is not None else make_model(s)
+  opt = optimizer(s)
+  per_class = s.method == "m3d" and s.step_mode == "per_class"
+
+  def step_fn(state, real_u8, class_ids, step):
+    valid = class_ids >= 0
+    variables = random_net_variables(model, step, s)
+    syn0 = synthetic.clamp(state["syn"], s.space)   # M3D: clamp once per iteration
+    real_feats, real_taps = real_features(model, variables, real_u8, class_ids, step, s,
+                                          sharding_fn)
+
+    def total_loss(syn):
+      per_class_total, terms = class_losses(model, variables, syn, real_feats, real_taps,
+                                            class_ids, step, s, sharding_fn)
+      sums = {k: _masked_sum(v, valid) for k, v in terms.items()}
+      return _masked_sum(per_class_total, valid), sums
+
+    bshape = (-1,) + (1,) * (syn0.ndim - 1)
+    vmask = valid.reshape(bshape)
+    if not per_class:
+      (loss, sums), grad = jax.value_and_grad(total_loss, has_aux=True)(syn0)
+      grad = jnp.where(vmask, grad, 0.0)
+      updates, opt_state = opt.update(grad, state["opt"], syn0)
+      new_syn = optax.apply_updates(syn0, updates)
+    else:
+      buf = _momentum_buffer(state["opt"])
+      mu, lr = s.momentum, s.lr
+      pos = _safe_ids(class_ids)
+      before = _geometric(mu, pos).reshape(bshape)           # p momentum-only steps
+      after = _geometric(mu, s.num_classes - 1 - pos).reshape(bshape)
+      if buf is None:                                         # momentum 0: plain SGD
+        x_turn = syn0
+      else:
+        x_turn = syn0 - lr * before * buf
+      (loss, sums), grad = jax.value_and_grad(total_loss, has_aux=True)(x_turn)
+      grad = jnp.where(vmask, grad, 0.0)
+      if buf is None:
+        new_syn = x_turn - lr * grad
+        opt_state = state["opt"]
+      else:
+        decay_turn = (mu ** pos.astype(jnp.float32)).reshape(bshape)
+        buf_turn = mu * decay_turn * buf + grad               # μ^(p+1)·buf + g
+        x_after = x_turn - lr * buf_turn
+        new_syn = x_after - lr * after * buf_turn
+        decay_after = (mu ** (s.num_classes - 1 - pos).astype(jnp.float32)).reshape(bshape)
+        new_buf = decay_after * buf_turn
+        new_syn = jnp.where(vmask, new_syn, syn0)
+        new_buf = jnp.where(vmask, new_buf, buf)
+        opt_state = _replace_momentum_buffer(state["opt"], new_buf)
+    n = jnp.float32(s.num_classes)
+    metrics = {"loss": loss / n, **{f"loss/{k}": v / n for k, v in sums.items()},
+               "finite": jnp.all(jnp.isfinite(new_syn))}
+    return {"syn": new_syn, "opt": opt_state}, metrics
+
+  return step_fn
+
+
+def make_bank_step(s: StepSettings, sample_real: Callable, sharding_fn=None,
+                   model=None) -> Callable:
+  """`fn(state, bank, step)`: samples the real batch from the class bank inside the same
+  jit (`sample_real(bank, key, batch)`), then runs `make_step`'s step."""
+  step_fn = make_step(s, sharding_fn, model)
+
+  def bank_step(state, bank, step):
+    real = sample_real(bank, rng.step_key(s.seed, step, rng.REAL), s.batch_real)
+    return step_fn(state, real, bank.class_ids, step)
+
+  return bank_step
+
+
+def m3d_sequential_step(s: StepSettings, model=None) -> Callable:
+  """Literal M3D iteration (§3.3): `lax.scan` over classes, each class's loss
+  back-propagated and the optimiser stepped inside the loop with shared momentum state.
+
+  Reference for tests (unsharded; C forwards of one class each):
+  `fn(state, real_u8, class_ids, step) -> state`. Requires class_ids = arange(C).
+  """
+  model = model if model is not None else make_model(s)
+  opt = optimizer(s)
+
+  def fn(state, real_u8, class_ids, step):
+    variables = random_net_variables(model, step, s)
+    syn = synthetic.clamp(state["syn"], s.space)
+    real_feats, real_taps = real_features(model, variables, real_u8, class_ids, step, s)
+
+    def one_class(carry, p):
+      syn, opt_state = carry
+
+      def loss_p(syn_p):
+        sl = lambda a: jax.lax.dynamic_slice_in_dim(a, p, 1, axis=0)
+        taps = None if real_taps is None else [sl(t) for t in real_taps]
+        total, _ = class_losses(model, variables, syn_p, sl(real_feats), taps,
+                                sl(class_ids), step, s)
+        return total[0]
+
+      g_p = jax.grad(loss_p)(jax.lax.dynamic_slice_in_dim(syn, p, 1, axis=0))
+      grad = jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(syn), g_p, p, axis=0)
+      updates, opt_state = opt.update(grad, opt_state, syn)
+      return (optax.apply_updates(syn, updates), opt_state), None
+
+    (syn, opt_state), _ = jax.lax.scan(one_class, (syn, state["opt"]),
+                                       jnp.arange(s.num_classes))
+    return {"syn": syn, "opt": opt_state}
+
+  return fn
+
+
+def init_synthetic(s: StepSettings, init: str, sample_real: Callable) -> Callable:
+  """`fn(bank) -> syn [C, ipc, H, W, ch]` in the optimisation space: ipc·f² (mix) or ipc
+  (real) random real images per class (key INIT, folded per global class id), or noise."""
+  n = s.ipc * s.factor ** 2 if init == "mix" else (s.ipc if init == "real" else 1)
+  factor = s.factor if init == "mix" else 1
+
+  def fn(bank):
+    key = rng.step_key(s.seed, 0, rng.INIT)
+    real_u8 = sample_real(bank, jax.random.fold_in(key, 0), n)
+    if s.space == "unit":
+      real = real_u8.astype(jnp.float32) / 255.0
+    else:
+      real = normalize_real(real_u8, s)
+    syn = synthetic.init_images(jax.random.fold_in(key, 1), real, s.ipc, method=init,
+                                factor=factor, space=s.space,
+                                class_ids=_safe_ids(bank.class_ids))
+    return jnp.where((bank.class_ids >= 0).reshape((-1,) + (1,) * 4), syn, 0.0)
+
+  return fn
+
+
+def export_images(syn, s: StepSettings):
+  """Stored pixels -> (normalised stored images, normalised decoded images or None).
+
+  Unit-space pixels are clipped to [0, 1] first (the clamp M3D applies before each
+  iteration), then normalised: synthetic.npz always holds normalised images.
+  """
+  syn = jnp.asarray(syn, jnp.float32)
+  if s.space == "unit":
+    syn = jnp.clip(syn, 0.0, 1.0)
+  x = _normalize_pixels(syn, s)
+  if s.factor == 1:
+    return x, None
+  return x, _normalize_pixels(synthetic.decode(syn, s.factor), s)
+
+
+def display_images(syn, s: StepSettings):
+  """Stored pixels -> [0, 1] images for PNG grids."""
+  syn = jnp.asarray(syn, jnp.float32)
+  if s.space == "unit":
+    return jnp.clip(syn, 0.0, 1.0)
+  return jnp.clip(syn * jnp.asarray(s.std, jnp.float32) + jnp.asarray(s.mean, jnp.float32),
+                  0.0, 1.0)
+
+
+def images_per_step(s: StepSettings) -> int:
+  """Images through the network per step (real + synthetic, all classes)."""
+  return s.num_classes * (s.batch_real + s.syn_per_class)
