@@ -36,7 +36,9 @@ from `fold_in(key, 0)`, so the parameters of an op do not depend on which other 
 or on the policy.  Choices made where the sources are silent (NOT FOUND in methods.md):
 - "translate" (IDC only, semantics not specified) is not supported: it raises ConfigError;
 - an op listed twice raises ConfigError (DM would silently double its probability);
-- strategies are case-insensitive; "", "none" and None mean identity.
+- strategies are case-insensitive; "", "none" and None mean identity;
+- integer parameters (shifts, cutout centres, the op choice) are floor(u·n) of a uniform u,
+  so each op costs one threefry draw (uniform over the n values up to float32 resolution).
 
 Under `jax.vmap` over classes with per-class keys, `lax.switch` on a batched index lowers to
 computing every listed branch and selecting; without vmap only the chosen op is computed.
@@ -244,7 +246,7 @@ def _affine_shared(x, theta):
   x0 = x0.astype(jnp.int32)
   y0 = y0.astype(jnp.int32)
   flat = x.reshape(n, h * w, c)
-  out = jnp.zeros_like(x)
+  out = jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32))
   for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx),
                       (1, 0, ty * (1 - tx)), (1, 1, ty * tx)):
     yy, xx = y0 + dy, x0 + dx
@@ -252,7 +254,7 @@ def _affine_shared(x, theta):
     idx = jnp.clip(yy, 0, h - 1) * w + jnp.clip(xx, 0, w - 1)
     vals = jnp.take(flat, idx.reshape(-1), axis=1).reshape(n, h, w, c)
     out = out + vals * jnp.where(valid, wgt, 0.0)[None, :, :, None]
-  return out
+  return out.astype(x.dtype)
 
 
 def _scale_theta(sx, sy):
@@ -296,7 +298,7 @@ def _apply_op(op: str, x, prm: dict, p: DSAParams = DSAParams()):
 def _run_op(op: str, key, x, siamese: bool, p: DSAParams):
   """Samples `op`'s parameters from `key` and applies them to x [N, H, W, ch]."""
   shape = () if siamese else (x.shape[0],)
-  return _apply_op(op, x, _sample_op(op, key, shape, x.shape[1:3], p), p)
+  return _apply_op(op, x, _sample_op(op, key, shape, x.shape[1:3], p), p).astype(x.dtype)
 
 
 def _run_one_of(ops: tuple[str, ...], key, x, siamese: bool, p: DSAParams):

@@ -146,33 +146,32 @@ def case_name(config, workload: str) -> str:
 def fake_bank(num_classes: int, slots: int, per_class: int, image_shape, mesh=None,
               seed: int = 0):
   """Random uint8 `ClassBank` [slots, per_class, H, W, ch]; class c's images come from
-  fold_in(key, c), so they do not depend on the padding or the device count."""
+  numpy's generator seeded by (seed, c), so they do not depend on the padding or the
+  device count. Built shard by shard on the host (no compilation, host memory of one
+  shard at a time)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
   from jaxcond.data import ClassBank  # pylint: disable=g-import-not-at-top
   ids = np.full((slots,), -1, np.int32)
   ids[:num_classes] = np.arange(num_classes, dtype=np.int32)
   counts = np.where(ids >= 0, per_class, 0).astype(np.int32)
-  shape = (per_class,) + tuple(image_shape)
+  shape = (slots, per_class) + tuple(int(v) for v in image_shape)
 
-  def make(ids):
-    key = jax.random.key(seed)
+  def block(index):
+    rows = range(slots)[index[0]]
+    out = np.zeros((len(rows),) + shape[1:], np.uint8)
+    for j, c in enumerate(rows):
+      if ids[c] >= 0:
+        out[j] = np.random.default_rng((seed, int(c))).integers(0, 256, shape[1:], np.uint8)
+    return out[(slice(None),) + tuple(index[1:])]
 
-    def one(c):
-      x = jax.random.randint(jax.random.fold_in(key, jnp.maximum(c, 0)), shape, 0, 256,
-                             jnp.int32).astype(jnp.uint8)
-      return jnp.where(c >= 0, x, jnp.zeros_like(x))
-
-    return jax.vmap(one)(ids)
-
-  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
   if mesh is None:
-    images = jax.jit(make)(jnp.asarray(ids))
-    put = jnp.asarray
-  else:
-    images = jax.jit(make, out_shardings=parallel.class_sharding(mesh, 5))(jnp.asarray(ids))
-    put = lambda a: jax.device_put(a, parallel.class_sharding(mesh, 1))
+    return ClassBank(images=jnp.asarray(block((slice(None),) * 5)),
+                     counts=jnp.asarray(counts), class_ids=jnp.asarray(ids))
+  images = jax.make_array_from_callback(shape, parallel.class_sharding(mesh, 5), block)
+  put = lambda a: jax.device_put(a, parallel.class_sharding(mesh, 1))
   return ClassBank(images=images, counts=put(counts), class_ids=put(ids))
 
 

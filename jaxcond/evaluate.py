@@ -358,7 +358,7 @@ def paste_box(x, partner, box):
   cols = jnp.arange(w)
   inside = (((rows >= r1) & (rows < r2))[:, None] & ((cols >= c1) & (cols < c2))[None, :])
   mixed = jnp.where(inside[None, :, :, None], x[partner], x)
-  ratio = 1.0 - ((r2 - r1) * (c2 - c1)).astype(jnp.float32) / (h * w)
+  ratio = 1.0 - jnp.asarray((r2 - r1) * (c2 - c1), jnp.float32) / (h * w)
   return mixed, ratio
 
 

@@ -268,7 +268,8 @@ def _combine(kxx: Array, kyy: Array, kxy: Array, estimator: str) -> Array:
   A constant c = mean(kxy) (no gradient) is subtracted from every block first. Its weights
   sum to 1 + 1 − 2 = 0 in both estimators, so value and gradient are unchanged, but the
   three means become O(MMD²) instead of O(kernel value): the final float32 cancellation
-  then loses ~30× less (measured 1e-6 -> 3e-8 absolute at MMD² ~ 0.1; see the report).
+  then loses ~30× less (measured against float64, gaussian, n=64, m=50, MMD² ≈ 0.1:
+  absolute error 1e-6 with flat means -> 3e-8 with row-first means of the shifted blocks).
   """
   c = jax.lax.stop_gradient(_block_mean(kxy))[..., None, None]
   kxx, kyy, kxy = kxx - c, kyy - c, kxy - c

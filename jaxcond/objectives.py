@@ -14,7 +14,7 @@ here each class contributes its own L_MM exactly once. `legacy_style_accumulatio
 the buggy per-class amounts from correct per-class values, for comparison only.
 """
 import numbers
-from typing import Optional, Sequence
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +89,9 @@ def _check_taps(real_taps, syn_taps, fn: str):
       raise ConfigError(
           f"{fn}: layer {layer}: class axis or channel count differ: real {r.shape} vs "
           f"syn {s.shape}")
+    if out and r.shape[0] != out[0][0].shape[0]:
+      raise ConfigError(
+          f"{fn}: layer {layer} has {r.shape[0]} classes but layer 0 has {out[0][0].shape[0]}")
     dtype = jnp.result_type(r.dtype, s.dtype)
     out.append((r.astype(dtype), s.astype(dtype)))
   return out
@@ -243,7 +246,8 @@ def icd_loss(syn_feats, k: int) -> Array:
   if m < k + 1:
     raise ConfigError(
         f"{fn}: k={k} neighbours need at least k+1={k + 1} synthetic samples per class, got {m}")
-  d2 = jax.lax.stop_gradient(mmd.pairwise_sq_dists(f))
+  centred = jax.lax.stop_gradient(f - jnp.mean(f, axis=-2, keepdims=True))  # same distances
+  d2 = mmd.pairwise_sq_dists(centred)
   d2 = jnp.where(jnp.eye(m, dtype=bool), jnp.inf, d2)
   _, idx = jax.lax.top_k(-d2, k)                                  # [..., m, k]
   weights = jnp.sum(jax.nn.one_hot(idx, m, dtype=f.dtype), axis=-2) / k   # [..., m, m]

@@ -199,6 +199,36 @@ def test_cifar100_fine_labels(tmp_path):
   np.testing.assert_array_equal(yr, y)
 
 
+def test_cifar_binary_batches(tmp_path):
+  rng = np.random.default_rng(1)
+  sub = tmp_path / "cifar-10-batches-bin"
+  sub.mkdir()
+  xs, ys = [], []
+  for f in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]:
+    x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 6).astype(np.uint8)
+    y[:3] = [0, 1, 2]
+    rec = np.concatenate([y[:, None], x.transpose(0, 3, 1, 2).reshape(6, 3072)], axis=1)
+    (sub / f).write_bytes(rec.tobytes())
+    xs.append(x), ys.append(y)
+  archive = tmp_path / "cifar-10-binary.tar.gz"
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(sub, arcname="cifar-10-batches-bin")
+  x, y = readers.read_cifar(archive, "train", "cifar10")[:2]
+  np.testing.assert_array_equal(x, np.concatenate(xs[:5]))
+  np.testing.assert_array_equal(y, np.concatenate(ys[:5]))
+  (sub / "test_batch.bin").write_bytes((sub / "test_batch.bin").read_bytes()[:-10])
+  with pytest.raises(DataError, match=r"test_batch.bin: truncated CIFAR binary batch"):
+    readers.read_cifar(tmp_path, "test", "cifar10")
+  # CIFAR-100 binary: coarse label, fine label, pixels.
+  sub100 = tmp_path / "c100" / "cifar-100-binary"
+  sub100.mkdir(parents=True)
+  fine = np.arange(100, dtype=np.uint8)
+  rec = np.concatenate([fine[:, None] // 5, fine[:, None], np.zeros((100, 3072), np.uint8)], 1)
+  (sub100 / "train.bin").write_bytes(rec.tobytes())
+  assert load_split("cifar100", "train", path=tmp_path / "c100")[1].tolist() == list(range(100))
+
+
 def test_cifar_refuses_foreign_pickles(tmp_path):
   sub, _, _ = _write_cifar10(tmp_path)
 

@@ -1,11 +1,15 @@
 """TFDS path: ArrayRecord datasets built here by a GeneratorBasedBuilder, read without TF."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 from PIL import Image  # noqa: E402
 
-from jaxcond.data import ClassStream, TFDSIndex, get_info, load_split, make_index  # noqa: E402
+from jaxcond.data import (ClassStream, TFDSIndex, get_info, load_split, make_index,  # noqa: E402
+                          registry)
+from jaxcond.data.load import resolve_source  # noqa: E402
 from jaxcond.data.imagenet_wnids import IMAGENET_WNIDS  # noqa: E402
 from jaxcond.errors import DataError  # noqa: E402
 
@@ -108,6 +112,16 @@ def test_stream_over_tfds(data_dir):
       for img in host[c]:
         i = int(np.flatnonzero((X["train"] == img).all(axis=(1, 2, 3)))[0])
         assert Y["train"][i] == c
+
+
+def test_auto_detects_tfds_data_dir(data_dir, monkeypatch):
+  patched = dataclasses.replace(registry.get_info("cifar10"), tfds_name="jaxcond_tiny_cifar")
+  monkeypatch.setitem(registry._FIXED, "cifar10", patched)
+  monkeypatch.setenv("JAXCOND_DATA_DIR", str(data_dir))
+  assert resolve_source(patched)[:2] == ("tfds", data_dir)
+  assert resolve_source(patched, path=data_dir)[:2] == ("tfds", data_dir)
+  x, y = load_split("cifar10", "test")
+  np.testing.assert_array_equal(x, X["test"])
 
 
 def test_missing_tfds_dataset(tmp_path):

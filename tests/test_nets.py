@@ -40,10 +40,16 @@ def _images(seed, shape):
 
 
 @functools.lru_cache(maxsize=None)
-def _net(name, shape, seed=0):
-  """(model, variables), drawn once per test session with a jitted init."""
+def _jitted_init(name, shape):
+  """(model, jitted key -> variables), compiled once per test session."""
   model = nets.get_model(name, num_classes=10, image_shape=shape)
-  init = jax.jit(lambda key: nets.init_variables(model, key, shape))
+  return model, jax.jit(lambda key: nets.init_variables(model, key, shape))
+
+
+@functools.lru_cache(maxsize=None)
+def _net(name, shape, seed=0):
+  """(model, variables) drawn with the shared jitted init."""
+  model, init = _jitted_init(name, shape)
   return model, init(jax.random.key(seed))
 
 
@@ -96,10 +102,12 @@ def test_convnet_feature_dim_is_2048(shape, depth):
 
 
 @pytest.mark.parametrize("name,shape", [
-    ("convnet_ln", MNIST), ("convnet_gn", CIFAR), ("convnet_aswish_bn", CIFAR),
-    ("mlp", MNIST), ("lenet", MNIST), ("alexnet_bn", MNIST), ("vgg11", CIFAR),
-    ("resnet18_bn", CIFAR), ("resnetap10", (96, 96, 3))])
+    ("convnet_ln", MNIST), ("convnet_aswish_bn", CIFAR),
+    ("mlp", MNIST), ("lenet", MNIST), ("alexnet_bn", MNIST), ("resnet18_bn", CIFAR),
+    ("resnetap10", (64, 64, 3))])
 def test_logits_finite(name, shape):
+  """Compiled forward passes, one per module class / norm kind (every registry name is
+  shape-checked by tracing above; compiling all of them would take minutes on CPU)."""
   model = nets.get_model(name, num_classes=10, image_shape=shape)
   has_bn = name in BN_NAMES
 
@@ -132,9 +140,9 @@ def _check_uniform(samples, bound, what):
 @pytest.mark.parametrize("name,shape", [("convnet", CIFAR), ("lenet", MNIST)])
 def test_init_matches_pytorch_default(name, shape):
   """Weights and biases ~ U(±1/sqrt(fan_in)); norm scale 1 and shift 0."""
-  model = nets.get_model(name, num_classes=10, image_shape=shape)
-  keys = jax.random.split(jax.random.key(3), 24)
-  many = jax.jit(jax.vmap(lambda k: nets.init_variables(model, k, shape)))(keys)
+  _, init = _jitted_init(name, shape)
+  draws = [init(jax.random.key(seed)) for seed in range(100, 124)]
+  many = jax.tree.map(lambda *leaves: np.stack(leaves), *draws)
   checked = 0
   for module_name, module in many["params"].items():
     if "kernel" in module:
@@ -157,7 +165,7 @@ def test_flax_initializers_are_pytorch_default():
     return (torch_init.torch_kernel_init(k1, (3, 3, 64, 128)),
             torch_init.torch_bias_init(576)(k2, (20000,)))
 
-  kernel, bias = draw(jax.random.key(0))
+  kernel, bias = draw(jax.random.key(0, impl="rbg"))   # rbg: compiles fast on CPU
   _check_uniform(kernel, 1 / math.sqrt(3 * 3 * 64), "conv kernel")
   _check_uniform(bias, 1 / math.sqrt(576), "bias")
 
@@ -172,8 +180,7 @@ def test_bn_nets_have_unit_running_stats():
 
 
 def test_jit_init_with_traced_key():
-  model = nets.get_model("convnet", num_classes=10, image_shape=CIFAR)
-  init = jax.jit(lambda key: nets.init_variables(model, key, CIFAR))
+  model, init = _jitted_init("convnet", CIFAR)
   a, a_again, b = init(jax.random.key(0)), init(jax.random.key(0)), init(jax.random.key(1))
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   for x, y in zip(leaves_a, jax.tree.leaves(a_again)):
@@ -182,6 +189,9 @@ def test_jit_init_with_traced_key():
   assert len(kernels) == 4
   for x, y in kernels:
     assert not np.allclose(x, y)
+  abstract = nets.variable_shapes(model, CIFAR)
+  assert jax.tree.structure(a) == jax.tree.structure(abstract)
+  assert all(x.dtype == jnp.float32 for x in leaves_a)
   # the nets compute different features
   x = _images(2, (2, *CIFAR))
   f = jax.jit(lambda v: nets.embed(model, v, x))
@@ -244,6 +254,56 @@ def test_convnet_norm_taps_are_instance_normalised_conv_taps():
   for conv, norm in zip(taps["conv"], taps["norm"]):
     np.testing.assert_allclose(norm, _numpy_instance_norm(conv), rtol=1e-4, atol=1e-4)
   assert not np.allclose(taps["conv"][0], taps["norm"][0])
+
+
+def _numpy_group_norm(x, groups, eps=1e-5):
+  x = np.asarray(x, np.float64)
+  n, h, w, c = x.shape
+  g = x.reshape(n, h, w, groups, c // groups)
+  mean = g.mean(axis=(1, 2, 4), keepdims=True)
+  var = g.var(axis=(1, 2, 4), keepdims=True)
+  return ((g - mean) / np.sqrt(var + eps)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("norm,reference,affine_shape", [
+    ("group", lambda y: _numpy_group_norm(y, 4), (8,)),
+    ("layer", lambda y: _numpy_group_norm(y, 1), (8, 8, 8)),   # stats over (H, W, C)
+    ("none", lambda y: y, None)])
+def test_group_layer_and_no_norm(norm, reference, affine_shape):
+  """GroupNorm(4, C); DM's LayerNorm([C, H, W]) = stats over (H, W, C) per sample with
+  an elementwise affine; "none" leaves the conv output untouched."""
+  shape = (8, 8, 3)
+  model = nets.get_model("convnetd2", num_classes=10, image_shape=shape, width=8,
+                         norm=norm)
+  params = nets.variable_shapes(model, shape)["params"]
+  norm_params = [v for k, v in params.items() if not k.startswith(("Conv", "Dense"))]
+  if affine_shape is None:
+    assert not norm_params
+  else:
+    assert len(norm_params) == 2 and norm_params[0]["scale"].shape == affine_shape
+  x = 1.0 + _images(0, (3, *shape))
+  run = jax.jit(lambda key, x: nets.embed(
+      model, nets.init_variables(model, key, shape), x, taps=True))
+  _, taps = run(jax.random.key(0), x)
+  for conv, normed in zip(taps["conv"], taps["norm"]):
+    np.testing.assert_allclose(normed, reference(conv), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,stem_kernel,first_map", [(64, 3, 64), (96, 3, 48),
+                                                        (224, 7, 56)])
+def test_resnetap10_idc_stem(size, stem_kernel, first_map):
+  shape = (size, size, 3)
+  model = nets.get_model("resnetap10", num_classes=10, image_shape=shape)
+  params = nets.variable_shapes(model, shape)["params"]
+  assert params["Conv_0"]["kernel"].shape == (stem_kernel, stem_kernel, 3, 64)
+  assert "bias" not in params["Conv_0"]          # conv before a norm has no bias
+  assert sorted(k for k in params if k.startswith("BasicBlock")) == [
+      f"BasicBlock_{i}" for i in range(4)]
+  _, (feats, taps) = _abstract_forward(model, shape, batch=1, taps=True)
+  assert feats.shape == (1, 512)
+  assert len(taps["conv"]) == 1 + 4 * 2
+  assert taps["conv"][1].shape == (1, first_map, first_map, 64)
+  assert taps["conv"][-1].shape == (1, first_map // 8, first_map // 8, 512)
 
 
 def test_fold_classes_into_batch_is_exact_for_instance_norm():

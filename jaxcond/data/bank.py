@@ -8,10 +8,11 @@ class, shorter classes zero-padded, `counts[C]` real images each) and `sample_re
 
 Choices:
 - Sampling without replacement: uniform scores per slot, +inf-like for slots >= count, the
-  `batch` smallest win (argsort per class; stays local to each device under sharding). Requires batch <= count for every real class:
-  `check_batch` raises ConfigError before compiling (the reference silently returns fewer
-  images, which a static-shape step cannot). If it is not called and batch > count, the
-  extra slots repeat the class's own images (never padding); batch > M is a ConfigError.
+  `batch` smallest win (argsort per class; stays local to each device under sharding).
+  Requires batch <= count for every real class: `check_batch` raises ConfigError before
+  compiling (the reference silently returns fewer images, which a static-shape step
+  cannot). If it is not called and batch > count, the extra entries repeat the class's own
+  images (never padding); batch > M is a ConfigError.
 - Dummy classes (`pad_to`) have count 0, class_id -1 and zero images; callers mask them.
 - `max_per_class` caps M by keeping a random subset (seeded by the class id) of big classes.
 - Multi-process (untested here, single-host CI): each process passes the images of the
@@ -109,6 +110,8 @@ def build_bank(images: np.ndarray, labels: np.ndarray, num_classes: int, *,
   pad_to: total number of class slots (>= len(classes)), e.g. a multiple of the device count.
   sharding: NamedSharding of the 5-D images array, class axis first (P("classes", ...)).
   """
+  if isinstance(images, jax.Array):
+    images = np.asarray(images)
   labels = _validate(images, labels, num_classes)
   cl = _class_list(classes, num_classes)
   slots = len(cl) if pad_to is None else int(pad_to)

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from jaxcond.data import cache, readers
+from jaxcond.data import cache as cache_lib
+from jaxcond.data import readers
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
 
@@ -52,12 +53,15 @@ def folder_names(info: DatasetInfo) -> tuple:
   names = (info.name,) + _EXTRA_FOLDERS.get(info.name, ())
   if info.imagenet_ids is not None:
     names += tuple(n for n in _IMAGENET_FOLDERS if n not in names)
+  if info.tfds_name and info.tfds_name not in names:
+    names += (info.tfds_name,)                          # <TFDS data dir>/<builder>
   return names
 
 
 def _archive_kind(p: pathlib.Path) -> Optional[str]:
-  """Peek at the first members: CIFAR pickles or an image tree."""
-  cifar = {"data_batch_1", "test_batch", "batches.meta", "meta"}
+  """Peek at the first members: CIFAR batches or an image tree."""
+  cifar = {"data_batch_1", "test_batch", "batches.meta", "data_batch_1.bin", "test_batch.bin",
+           "batches.meta.txt", "fine_label_names.txt"}
   try:
     if p.suffix.lower() == ".zip":
       with zipfile.ZipFile(p) as z:
@@ -71,8 +75,10 @@ def _archive_kind(p: pathlib.Path) -> Optional[str]:
             break
   except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
     raise DataError(f"{p}: unreadable or truncated archive ({e})") from None
-  if any(n.rsplit("/", 1)[-1] in cifar or "cifar-10" in n or "cifar-100" in n for n in names):
-    return "cifar"
+  for n in names:
+    parts = n.rstrip("/").split("/")
+    if parts[-1] in cifar or (len(parts) >= 2 and parts[-2] in readers.CIFAR_DIRS):
+      return "cifar"
   if any(readers._is_image(n) for n in names):
     return "imagefolder"
   return None
@@ -96,10 +102,11 @@ def detect(info: DatasetInfo, p: pathlib.Path):
     return None
   if any(p.glob("*idx[13]-ubyte*")):
     return "idx", p
-  for sub in ("cifar-10-batches-py", "cifar-100-python"):
+  for sub in readers.CIFAR_DIRS:
     if (p / sub).is_dir():
       return "cifar", p / sub
-  if (p / "data_batch_1").is_file() or (p / "test_batch").is_file() or \
+  if any((p / f).is_file() for f in ("data_batch_1", "test_batch", "data_batch_1.bin",
+                                     "test_batch.bin", "train.bin")) or \
       ((p / "meta").is_file() and (p / "train").is_file()):
     return "cifar", p
   if any(p.glob("*_32x32.mat")):
@@ -109,7 +116,10 @@ def detect(info: DatasetInfo, p: pathlib.Path):
   if info.tfds_name:
     from jaxcond.data import tfds_source
     if tfds_source.find_prepared(info.tfds_name, p) is not None:
-      return "tfds", p
+      return "tfds", p                                  # p is a TFDS data dir
+    if p.name == info.tfds_name.split("/")[0] and \
+        tfds_source.find_prepared(info.tfds_name, p.parent) is not None:
+      return "tfds", p.parent                           # p is <data_dir>/<builder>
   if (p / "train").is_dir():
     return "imagefolder", p
   for a in sorted(f for f in p.iterdir() if f.is_file() and readers.is_archive(f)):
@@ -159,7 +169,8 @@ def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
     if tfds_source.find_prepared(info.tfds_name, root) is not None:
       return "tfds", root, info.tfds_name
   if path is not None:
-    raise DataError(f"{path}: no {info.name} data found ({'any format' if kind == 'auto' else kind})")
+    what = "any format" if kind == "auto" else kind
+    raise DataError(f"{path}: no {info.name} data found ({what})")
   raise DataError(f"no {info.name} data found in {', '.join(str(r) for r in data_roots())} "
                   f"(folders {', '.join(folder_names(info))}); set JAXCOND_DATA_DIR or data.path")
 
@@ -175,7 +186,8 @@ def _check_classes(classes, num_classes: int):
   if not ok:
     raise ConfigError(f"classes: expected a non-empty list of class indices, got {classes!r}")
   if arr.min() < 0 or arr.max() >= num_classes or len(np.unique(arr)) != len(arr):
-    raise ConfigError(f"classes: indices must be distinct and in [0, {num_classes}), got {classes!r}")
+    raise ConfigError(f"classes: indices must be distinct and in [0, {num_classes}), "
+                      f"got {classes!r}")
   return sorted(int(c) for c in arr)
 
 
@@ -196,7 +208,8 @@ def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, n
   counts = np.bincount([r[0] for r in rows], minlength=len(order))
   for n in wanted:
     if counts[label_of[n]] == 0:
-      raise DataError(f"{split_dir / n}: class {label_of[n]} ({n}) has no images in split {split!r}")
+      raise DataError(f"{split_dir / n}: class {label_of[n]} ({n}) has no images in "
+                      f"split {split!r}")
   mtimes = [(split_dir / n).stat().st_mtime_ns for n in wanted if (split_dir / n).is_dir()]
   ident = {"dir": str(split_dir.resolve()), "res": info.resolution, "ch": info.channels,
            "names": wanted, "mtimes": mtimes,
@@ -207,15 +220,15 @@ def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, n
                                info.resolution, info.channels, num_threads)
     return {"images": imgs, "labels": np.asarray([r[0] for r in rows], np.int32)}
 
-  out = cache.cached("imagefolder", ident, compute, use_cache)
+  out = cache_lib.cached("imagefolder", ident, compute, use_cache)
   return out["images"], out["labels"], str(split_dir)
 
 
 def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threads):
   """Decode every split of the archive in one pass, cache each, return the requested one."""
-  ident = {**cache.file_identity(p), "res": info.resolution, "ch": info.channels,
+  ident = {**cache_lib.file_identity(p), "res": info.resolution, "ch": info.channels,
            "dataset": info.name, "names": list(info.class_names or [])}
-  hit = cache.load(cache.cache_path("imagefolder-archive", {**ident, "split": split})) \
+  hit = cache_lib.load(cache_lib.cache_path("imagefolder-archive", {**ident, "split": split})) \
       if use_cache else None
   if hit is None:
     scanned = readers.scan_imagefolder_archive(p, ("train",) + readers.TEST_SPLIT_DIRS)
@@ -236,7 +249,7 @@ def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threa
       labels = np.asarray([label_of[r[0]] for r in rows], np.int32)
       results[canon] = {"images": imgs, "labels": labels}
       if use_cache:
-        cache.save(cache.cache_path("imagefolder-archive", {**ident, "split": canon}),
+        cache_lib.save(cache_lib.cache_path("imagefolder-archive", {**ident, "split": canon}),
                    results[canon])
     if split not in results:
       raise DataError(f"{p}: archive has no labelled {split!r} split")
@@ -283,7 +296,8 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
   classes = _check_classes(classes, info.num_classes)
   kind, p, builder = resolve_source(info, source, path)
   if split in ("extra", "all") and {"extra": "svhn", "all": "digits"}[split] != kind:
-    raise ConfigError(f"split: {split!r} exists only for {'SVHN' if split == 'extra' else 'digits'}")
+    owner = "SVHN" if split == "extra" else "digits"
+    raise ConfigError(f"split: {split!r} exists only for {owner}")
   if kind == "digits":
     x, y = readers.read_digits(split)
     where = "sklearn digits"

@@ -5,8 +5,9 @@ and raises a one-line `DataError` that names the file and the problem for bad in
 
 Formats:
 - IDX (MNIST, Fashion-MNIST): big-endian header, magic 0x0000 08 <ndim>, `.gz` or raw.
-- CIFAR-10/100 python pickles: the `cifar-*-python.tar.gz` archive or its extracted folder.
-  They are unpickled with an allow-list (dicts, lists, numpy arrays only).
+- CIFAR-10/100 python pickles (`cifar-*-python.tar.gz` or its extracted folder), unpickled
+  with an allow-list (dicts, lists, numpy arrays only); also the binary batches
+  (`cifar-10-binary.tar.gz`, `cifar-100-binary.tar.gz`, the files TFDS prepares from).
 - SVHN cropped digits `.mat` (X [32, 32, 3, N], y [N, 1], label 10 means digit 0).
 - `.npz` with keys x/y or images/labels (or x_<split>/y_<split>).
 - ImageFolder trees `<split>/<class>/**/*.jpg` (TinyImageNet's `val/images` +
@@ -24,6 +25,7 @@ import os
 import pathlib
 import pickle
 import tarfile
+import warnings
 import zipfile
 from typing import Optional, Sequence
 
@@ -148,8 +150,9 @@ _CIFAR_FILES = {
     ("cifar100", "train"): ["train"],
     ("cifar100", "test"): ["test"],
 }
-_CIFAR_META = {"cifar10": ("batches.meta", "label_names"),
-               "cifar100": ("meta", "fine_label_names")}
+_CIFAR_META = {"cifar10": ("batches.meta", "label_names", "batches.meta.txt"),
+               "cifar100": ("meta", "fine_label_names", "fine_label_names.txt")}
+CIFAR_DIRS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
 
 
 def _cifar_members(path: pathlib.Path, wanted: Sequence[str]) -> dict:
@@ -165,7 +168,7 @@ def _cifar_members(path: pathlib.Path, wanted: Sequence[str]) -> dict:
     except (tarfile.TarError, EOFError, OSError) as e:
       raise DataError(f"{path}: unreadable tar archive ({e})") from None
   else:
-    for sub in ("", "cifar-10-batches-py", "cifar-100-python"):
+    for sub in ("",) + CIFAR_DIRS:
       for base in wanted:
         p = path / sub / base
         if base not in found and p.is_file():
@@ -173,36 +176,56 @@ def _cifar_members(path: pathlib.Path, wanted: Sequence[str]) -> dict:
   return found
 
 
+def _cifar_binary(blob: bytes, dataset: str, where: str):
+  """Binary batches: per record [coarse label (CIFAR-100)] label, then 3072 pixel bytes."""
+  head = 1 if dataset == "cifar10" else 2
+  rec = head + 3072
+  if len(blob) % rec:
+    raise DataError(f"{where}: truncated CIFAR binary batch ({len(blob)} bytes is not a "
+                    f"multiple of {rec})")
+  arr = np.frombuffer(blob, np.uint8).reshape(-1, rec)
+  return arr[:, head:], arr[:, head - 1].astype(np.int64)
+
+
 def read_cifar(path, split: str, dataset: str):
-  """CIFAR-10/100 python-pickle split -> (images [N,32,32,3], labels, class_names or None)."""
+  """CIFAR-10/100 split, pickles or binary batches -> (images [N,32,32,3], labels, names)."""
   path = pathlib.Path(path)
   if not path.exists():
     raise DataError(f"{path}: file not found")
   files = _CIFAR_FILES[(dataset, split)]
-  meta_name, names_key = _CIFAR_META[dataset]
-  found = _cifar_members(path, files + [meta_name])
-  missing = [f for f in files if f not in found]
-  if missing:
-    raise DataError(f"{path}: CIFAR batch file {missing[0]!r} not found")
+  bins = [f + ".bin" for f in files]
+  meta_name, names_key, meta_txt = _CIFAR_META[dataset]
+  found = _cifar_members(path, files + bins + [meta_name, meta_txt])
+  binary = not all(f in found for f in files) and all(b in found for b in bins)
+  if not binary:
+    missing = [f for f in files if f not in found]
+    if missing:
+      raise DataError(f"{path}: CIFAR batch file {missing[0]!r} not found")
   label_key = "labels" if dataset == "cifar10" else "fine_labels"
   xs, ys = [], []
-  for f in files:
-    d = _unpickle(found[f], f"{path}:{f}")
-    if "data" not in d or label_key not in d:
-      raise DataError(f"{path}:{f}: CIFAR batch without 'data'/'{label_key}' keys")
-    x = np.asarray(d["data"])
-    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
-      raise DataError(f"{path}:{f}: images are {x.dtype} {x.shape}, expected uint8 [N, 3072]")
-    y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
-    if len(y) != len(x):
-      raise DataError(f"{path}:{f}: {len(y)} labels for {len(x)} images")
+  for f in (bins if binary else files):
+    where = f"{path}:{f}"
+    if binary:
+      x, y = _cifar_binary(found[f], dataset, where)
+    else:
+      d = _unpickle(found[f], where)
+      if "data" not in d or label_key not in d:
+        raise DataError(f"{where}: CIFAR batch without 'data'/'{label_key}' keys")
+      x = np.asarray(d["data"])
+      if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        raise DataError(f"{where}: images are {x.dtype} {x.shape}, expected uint8 [N, 3072]")
+      y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+      if len(y) != len(x):
+        raise DataError(f"{where}: {len(y)} labels for {len(x)} images")
     xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     ys.append(y)
   names = None
-  if meta_name in found:
+  if not binary and meta_name in found:
     meta = _unpickle(found[meta_name], f"{path}:{meta_name}")
     if names_key in meta:
       names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key])
+  elif binary and meta_txt in found:
+    names = tuple(n for n in found[meta_txt].decode().split() if n)
   return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys).astype(np.int32), names
 
 
@@ -266,7 +289,7 @@ def read_npz(path, split: str):
 
 # ------------------------------------------------------------------------------------ digits
 def read_digits(split: str):
-  """scikit-learn digits as uint8 [N, 8, 8, 1]: v*255/16 rounded; every 5th image per class is test."""
+  """scikit-learn digits, uint8 [N, 8, 8, 1] = round(v*255/16); every 5th per class is test."""
   from sklearn.datasets import load_digits
   d = load_digits()
   x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -442,6 +465,9 @@ def resolve_class_order(found: Sequence[str], class_names: Optional[Sequence[str
   if class_names is not None and set(class_names) <= found_set:
     return list(class_names)
   if len(found_set) == num_classes:
+    if class_names is not None:
+      warnings.warn(f"jaxcond: {where}: class folders {sorted(found_set)[:3]}... are not the "
+                    f"registry names {list(class_names[:3])}...; labels follow sorted folder names")
     return sorted(found_set)
   if class_names is not None:
     missing = [c for c in class_names if c not in found_set]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 from jaxcond.data.imagenet_wnids import IMAGENET_WNIDS
 from jaxcond.errors import ConfigError
@@ -177,7 +177,8 @@ def read_class_list(path) -> tuple:
     elif tok in _WNID_INDEX:
       ids.append(_WNID_INDEX[tok])
     else:
-      raise DataError(f"{p}:{lineno}: {tok!r} is neither an ImageNet WordNet id nor an index < 1000")
+      raise DataError(f"{p}:{lineno}: {tok!r} is neither an ImageNet WordNet id nor an "
+                      "index < 1000")
   if not ids or len(set(ids)) != len(ids):
     raise DataError(f"{p}: class list is empty or has duplicates")
   return tuple(ids)

@@ -1,4 +1,4 @@
-"""Random feature networks and evaluation architectures (methods.md §1.2, §1.3, §9.1-9.3).
+"""Random feature nets and evaluation architectures (methods.md §1.2, §1.3, §9.1-9.3).
 
 All nets are flax.linen modules on NHWC float32 images with PyTorch's default
 initialisation (`torch_init`). The functional API below is what the rest of jaxcond
@@ -30,7 +30,8 @@ from jaxcond.nets.convnet import ConvNet
 from jaxcond.nets.resnet import ResNet
 
 __all__ = ("MODEL_NAMES", "get_model", "init_variables", "embed", "logits",
-           "feature_dim", "variable_shapes", "ConvNet", "MLP", "LeNet", "AlexNet", "VGG", "ResNet")
+           "feature_dim", "variable_shapes", "ConvNet", "MLP", "LeNet", "AlexNet",
+           "VGG", "ResNet")
 
 # ConvNet presets: DM's ConvNet{D*,W*,BN,LN,GN,NN,MP,NP,AS,AL,ASwish,ASwishBN}.
 _CONVNET_PRESETS: dict[str, dict[str, Any]] = {
@@ -125,8 +126,15 @@ def get_model(name: str, *, num_classes: int, image_shape, **overrides) -> nn.Mo
   key = str(name).lower()
   if key not in MODEL_NAMES:
     raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+  try:
+    if isinstance(num_classes, bool):
+      raise TypeError
+    count = operator.index(num_classes)
+  except TypeError:
+    count = 0
+  if count < 1:
     raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+  num_classes = count
   image_shape = _check_image_shape(image_shape)
 
   if key in _CONVNET_PRESETS:
@@ -188,10 +196,18 @@ def feature_dim(model: nn.Module, image_shape) -> int:
 
 
 @_cached
-def variable_shapes(model: nn.Module, image_shape) -> dict:
-  """Abstract (ShapeDtypeStruct) variable tree of `model` for `image_shape` (cached)."""
+def _abstract_variables(model: nn.Module, image_shape) -> dict:
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+
+
+def variable_shapes(model: nn.Module, image_shape) -> dict:
+  """Abstract (ShapeDtypeStruct) variable tree of `model` for `image_shape`.
+
+  Traced once per (model, image_shape) and cached, so drawing a net inside a jitted
+  step does not re-trace the flax init.
+  """
+  return jax.tree.map(lambda leaf: leaf, _abstract_variables(model, image_shape))
 
 
 def init_variables(model: nn.Module, key: jax.Array, image_shape) -> dict:

@@ -1,5 +1,9 @@
 """ConvNet: the condensation network of DM / M3D / DDM (methods.md §1.2).
 
+Its `embed` is the random feature map ψ_θ of DM's objective (methods.md §2.1,
+L = Σ_c ‖mean ψ_θ(A(x^c)) − mean ψ_θ(A(s^c))‖²), also used by M3D's MMD (§3.1) and by
+DDM's content loss, while the per-block taps feed DDM's style losses (§4.2, §4.3).
+
 Block d (d = 0..depth-1): Conv3x3 (stride 1, padding 1, bias) -> norm -> act -> pool 2x2.
 With a 1-channel input the first conv pads by 3, so a 28x28 image acts as 32x32 (the
 reference's "im_size 28 is treated as 32"). The embedding is the flattened (NHWC order)
@@ -9,6 +13,9 @@ width * (H'/2^d) * (W'/2^d) with H' = H + 4 for 1-channel inputs, H otherwise
 
 DDM taps (§4.2/4.3, ConvNet_style): per block the conv output (pre-norm) under "conv"
 and the norm output (pre-activation) under "norm"; with norm "none" the two coincide.
+Norms: instance = GroupNorm(C, C); group = GroupNorm(4, C); layer = DM's
+`LayerNorm([C, H, W])` (statistics over H, W, C per sample, elementwise affine [H, W, C]:
+methods.md does not say, DM's networks.py does); batch = BatchNorm2d; none.
 """
 from __future__ import annotations
 

@@ -1,0 +1,168 @@
+"""Config parsing, per-method defaults, experiment files and one-line validation errors."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from jaxcond import configs
+from jaxcond.errors import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.py"))
+
+
+def load_experiment(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def one_line_error(fn, *args, **kwargs) -> str:
+  with pytest.raises(ConfigError) as err:
+    fn(*args, **kwargs)
+  msg = str(err.value)
+  assert "\n" not in msg, msg
+  return msg
+
+
+def test_parse_arg():
+  assert configs.parse_arg("method=m3d,ipc=10,runlocal") == {
+      "method": "m3d", "ipc": 10, "runlocal": True}
+  assert configs.parse_arg("synthetic.lr=1e-2,eval.models=('convnet','mlp')") == {
+      "synthetic.lr": 0.01, "eval.models": ("convnet", "mlp")}
+  assert configs.parse_arg(None) == {} and configs.parse_arg("") == {}
+  value, rest = configs.pop_arg("subset=imagewoof,method=dm,runlocal", "subset")
+  assert value == "imagewoof" and configs.parse_arg(rest) == {"method": "dm", "runlocal": True}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("method", ["dm", "m3d", "ddm"])
+def test_experiment_configs_validate(path, method):
+  module = load_experiment(path.stem)
+  assert "python -m jaxcond.condense --config experiments/" in module.__doc__
+  c = module.get_config(f"method={method},ipc=10")
+  configs.validate(c)
+  assert (c.method, c.ipc) == (method, 10)
+  for field in ("method", "ipc", "steps", "seed", "checkpoint_every"):
+    assert field in c
+  small = module.get_config(f"method={method},ipc=1,runlocal")
+  configs.validate(small)
+  assert small.steps <= 20 and small.batch_real <= 16 < c.batch_real
+
+
+def test_method_defaults_follow_the_papers():
+  dm = configs.make_config("cifar10", "method=dm,ipc=10")
+  assert (dm.synthetic.lr, dm.synthetic.momentum, dm.synthetic.init) == (1.0, 0.5, "real")
+  assert (dm.batch_real, dm.steps, dm.augment.policy) == (256, 20000, "dm")
+  assert dm.augment.strategy == "color_crop_cutout_flip_scale_rotate"
+  assert configs.make_config("cifar10", "ipc=100").synthetic.lr == 10.0
+  assert "flip" not in configs.make_config("mnist", "").augment.strategy
+  assert "flip" not in configs.make_config("svhn", "").augment.strategy
+  m3d = configs.make_config("cifar10", "method=m3d")
+  assert (m3d.synthetic.space, m3d.synthetic.factor, m3d.synthetic.init) == ("unit", 2, "mix")
+  assert (m3d.augment.policy, m3d.augment.strategy) == ("idc", "color_crop_cutout")
+  assert (m3d.m3d.kernel, m3d.m3d.ipm, m3d.m3d.step_mode) == ("gaussian", 5, "per_class")
+  assert (m3d.batch_real, m3d.synthetic.batch_syn_max, m3d.eval.protocol) == (128, 200, "idc")
+  ddm = configs.make_config("cifar10", "method=ddm,ipc=10")
+  assert (ddm.ddm.mm_weight, ddm.ddm.icd_weight, ddm.ddm.cm_weight) == (1e4, 10.0, 0.0)
+  assert configs.make_config("cifar10", "method=ddm,ipc=1").ddm.icd_weight == 0.0
+  tiny = load_experiment("tinyimagenet")
+  assert tiny.get_config("method=ddm").model.name == "convnetd4"
+  sub = load_experiment("imagenet_subsets").get_config("subset=imagewoof,method=m3d")
+  assert sub.dataset.name == "imagewoof" and sub.model.name == "convnetd5"
+
+
+def test_arg_field_override_and_unknown_arg():
+  c = configs.make_config("cifar10", "method=m3d,synthetic.lr=3,m3d.step_mode=joint")
+  assert c.synthetic.lr == 3.0 and isinstance(c.synthetic.lr, float)
+  assert c.m3d.step_mode == "joint"
+  msg = one_line_error(configs.make_config, "cifar10", "synthetic.lrr=3")
+  assert msg.startswith("synthetic.lrr") and "synthetic.lr" in msg
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("ipc", -1, "ipc"),
+    ("ipc", 0, "ipc"),
+    ("method", "dn", "method"),
+    ("steps", -5, "steps"),
+    ("synthetic.lr", 0.0, "synthetic.lr"),
+    ("synthetic.momentum", 1.5, "synthetic.momentum"),
+    ("synthetic.space", "pixels", "synthetic.space"),
+    ("synthetic.factor", 0, "synthetic.factor"),
+    ("augment.strategy", "color_crop_zoom", "augment.strategy"),
+    ("m3d.kernel", "laplace", "m3d.kernel"),
+    ("model.name", "convnett", "model.name"),
+    ("dataset.name", "cifar11", "dataset.name"),
+    ("batch_real", 0, "batch_real"),
+    ("eval.protocol", "best", "eval.protocol"),
+])
+def test_invalid_fields_name_the_field(field, value, expect):
+  c = configs.make_config("cifar10", "")
+  with c.ignore_type():
+    node, leaf = c, field
+    if "." in field:
+      head, leaf = field.split(".")
+      node = c[head]
+    node[leaf] = value
+  msg = one_line_error(configs.validate, c)
+  assert msg.startswith(expect), msg
+
+
+def test_method_typo_suggests():
+  msg = one_line_error(configs.make_config, "cifar10", "method=m3dd")
+  assert msg.startswith("method") and "m3d" in msg
+
+
+def test_unknown_field_in_configdict():
+  c = configs.make_config("cifar10", "")
+  c.unlock()
+  c.synthetic.lrate = 1.0
+  msg = one_line_error(configs.validate, c)
+  assert msg.startswith("synthetic.lrate") and "unknown" in msg
+
+
+def test_factor_that_does_not_fit():
+  c = configs.make_config("digits", "method=m3d")
+  c.synthetic.factor = 8          # 8x8 images: cells of 1 pixel (2x2 is the minimum)
+  msg = one_line_error(configs.validate_shapes, c, (8, 8, 1))
+  assert msg.startswith("synthetic.factor")
+  c.synthetic.factor = 3          # ceil(8/3)=3-pixel cells, padded with 0.5: allowed
+  configs.validate_shapes(c, (8, 8, 1))
+
+
+def test_counts_checks():
+  c = configs.make_config("digits", "ipc=10,batch_real=64")
+  configs.validate_counts(c, [100] * 10)
+  c.ipc = 150
+  assert one_line_error(configs.validate_counts, c, [200] * 9 + [140]).startswith("ipc")
+  c.ipc = 10
+  c.batch_real = 150
+  assert one_line_error(configs.validate_counts, c, [200] * 9 + [140]).startswith("batch_real")
+  m = configs.make_config("digits", "method=m3d,ipc=40,batch_real=16")   # mix needs 40*4
+  assert one_line_error(configs.validate_counts, m, [150] * 10).startswith("ipc")
+
+
+def test_ddm_icd_needs_two_images():
+  c = configs.make_config("cifar10", "method=ddm,ipc=1")
+  c.ddm.icd_weight = 10.0
+  assert one_line_error(configs.validate, c).startswith("ddm.icd_weight")
+
+
+def test_trajectory_hash_ignores_bookkeeping_fields():
+  a = configs.make_config("cifar10", "")
+  b = configs.make_config("cifar10", "steps=10,log_every=1,num_devices=1,eval.num_nets=0")
+  assert configs.config_hash(a) == configs.config_hash(b)
+  c = configs.make_config("cifar10", "seed=1")
+  assert configs.config_hash(a) != configs.config_hash(c)
+  assert configs.differing_fields(configs.trajectory_dict(a),
+                                  configs.trajectory_dict(c)) == ["seed"]
+
+
+def test_step_settings_are_plain():
+  from jaxcond.data import registry
+  c = configs.make_config("cifar10", "method=m3d,ipc=10")
+  s = configs.step_settings(c, registry.get_info("cifar10"))
+  assert hash(s) is not None
+  assert (s.method, s.factor, s.step_mode, s.ipm, s.syn_per_class) == ("m3d", 2, "per_class",
+                                                                       5, 40)
