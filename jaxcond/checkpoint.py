@@ -31,7 +31,10 @@ class Checkpointer:
         max_to_keep=max_to_keep if max_to_keep > 0 else None,
         enable_async_checkpointing=async_save, create=True,
         cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -50,11 +53,12 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
 
-  def saved_shapes(self, step: int) -> Any:
-    """Tree of the saved arrays' shapes (to detect a different padded class count)."""
+  def saved_shapes(self, step: int) -> list[tuple]:
+    """Shapes of the saved state arrays in tree-leaf order (to detect a checkpoint made
+    with another padded class count, i.e. another device count)."""
     metadata = self._manager.item_metadata(step)["state"]
-    return jax.tree.map(lambda m: tuple(m.shape), metadata,
-                        is_leaf=lambda m: hasattr(m, "shape"))
+    return [tuple(m.shape) for m in
+            jax.tree.leaves(metadata, is_leaf=lambda m: hasattr(m, "shape"))]
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores `(state, meta)`; `abstract_state` is a tree of `jax.ShapeDtypeStruct`

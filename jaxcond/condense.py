@@ -183,8 +183,8 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
         lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + tuple(info.image_shape))))
     abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
                             abstract, state_shardings)
-    saved = jax.tree.leaves(ckpt.saved_shapes(start))
-    if any(tuple(a.shape) != tuple(b) for a, b in zip(jax.tree.leaves(abstract), saved)):
+    saved = ckpt.saved_shapes(start)
+    if [tuple(a.shape) for a in jax.tree.leaves(abstract)] != saved:
       state = _restore_repadded(ckpt, start, abstract, s, mesh, num_classes)
     else:
       state, _ = ckpt.restore(start, abstract)
@@ -227,15 +227,11 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   interval_start = start
   last_loss = float("nan")
 
-  def flush(step_now: int) -> None:
-    """Fetches pending metrics (blocks), checks them, logs one line."""
-    nonlocal pending, interval_start, last_loss
-    if not pending:
-      return
-    fetched = _fetch_metrics(pending)
-    pending = []
-    dt = timer.lap()
-    bad = _first_bad(fetched)
+  def check() -> None:
+    """Fetches pending metrics to the host (blocks) and stops on a NaN/Inf loss."""
+    nonlocal pending
+    pending = _fetch_metrics(pending)
+    bad = _first_bad(pending)
     if bad is not None:
       ckpt.wait()
       bstep, m = bad
@@ -244,6 +240,15 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       raise DivergedError(
           f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). Last good "
           f"checkpoint: step {last_good} in {paths['checkpoints']}")
+
+  def flush(step_now: int) -> None:
+    """Checks the pending metrics and logs one line (JSONL + terminal) for them."""
+    nonlocal pending, interval_start, last_loss
+    if not pending:
+      return
+    check()
+    fetched, pending = pending, []
+    dt = timer.lap()
     n = step_now - interval_start
     interval_start = step_now
     step_time = dt / max(n, 1)
@@ -260,7 +265,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   def save(step_now: int) -> None:
     nonlocal last_good
-    flush(step_now)
+    check()
     ckpt.save(step_now, state, {"step": step_now, "config_hash": configs.config_hash(config),
                                 "trajectory": configs.trajectory_dict(config),
                                 "versions": _versions()})
@@ -287,7 +292,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                    is_main)
       if config.eval.every and config.eval.num_nets and step % config.eval.every == 0 and \
           step < config.steps:
-        flush(step)
+        check()
         _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer)
     flush(step)
     if not ckpt.all_steps() or ckpt.latest_step() != step:
@@ -321,10 +326,13 @@ def _restore_repadded(ckpt, step, abstract, s, mesh, num_classes):
     raise ConfigError("num_devices: this checkpoint was made with another number of devices; "
                       "resume it with the same device count in a multi-process run")
   saved_shapes = ckpt.saved_shapes(step)
+  leaves, treedef = jax.tree.flatten(abstract)
+  if len(leaves) != len(saved_shapes):
+    raise ConfigError(f"checkpoint step {step}: its state has {len(saved_shapes)} arrays, "
+                      f"this config needs {len(leaves)}")
   rep = parallel.replicated(parallel.make_mesh(1))
-  saved_abstract = jax.tree.map(
-      lambda a, shp: jax.ShapeDtypeStruct(tuple(shp), a.dtype, sharding=rep),
-      abstract, saved_shapes, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+  saved_abstract = jax.tree.unflatten(treedef, [
+      jax.ShapeDtypeStruct(shp, a.dtype, sharding=rep) for a, shp in zip(leaves, saved_shapes)])
   state, _ = ckpt.restore(step, saved_abstract)
 
   def repad(x, target):
@@ -469,6 +477,9 @@ def _parse_flags(argv: Sequence[str]):
   try:
     fv(list(argv))
   except flags.Error as err:
+    cause = _jaxcond_cause(err)
+    if cause is not None:       # get_config(arg) raised a ConfigError: show it as is
+      raise cause from None
     raise ConfigError(_flag_error_line(str(err), argv)) from None
   except (AttributeError, KeyError, TypeError) as err:
     raise ConfigError(_override_error_line(err, argv)) from None
@@ -484,6 +495,27 @@ def _parse_flags(argv: Sequence[str]):
   if not fv.workdir:
     raise ConfigError("--workdir: required (output directory)")
   return fv, config
+
+
+def _jaxcond_cause(err):
+  """The ConfigError/DataError that get_config raised, if `err` (a flags.Error) wraps one.
+
+  ml_collections formats the original traceback into the flag error's message, so the
+  exception is recovered from its last `jaxcond.errors.<Name>: <message>` line.
+  """
+  import re  # pylint: disable=g-import-not-at-top
+  from jaxcond import errors  # pylint: disable=g-import-not-at-top
+  seen = set()
+  while err is not None and id(err) not in seen:
+    if isinstance(err, JaxcondError):
+      return err
+    seen.add(id(err))
+    found = re.findall(r"jaxcond\.errors\.(\w+): (.*)", str(err))
+    if found:
+      name, msg = found[-1]
+      return getattr(errors, name, ConfigError)(msg.strip())
+    err = err.__cause__ or err.__context__
+  return None
 
 
 def _override_error_line(err, argv) -> str:

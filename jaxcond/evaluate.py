@@ -25,13 +25,18 @@ Two protocols are implemented, each as an `EvalSettings` object (no scattered co
   accuracy, and the best over those checkpoints, which is SELECTED ON THE TEST SET (as IDC and
   M3D report "Best"); results label it so.
 
-Throughput: the N networks of one evaluation (different seeds) train in one jitted program:
-`vmap` over the network axis (or `lax.map`, `vectorize="map"`), `lax.scan` over the batches
-of a pass and `lax.fori_loop` over passes. With several devices the network axis is split over
-a 1-D mesh (axis "nets") with `jax.shard_map` under `jit`; networks are padded to a multiple
-of the devices used and the padding is dropped. Net i always draws from
-`fold_in(fold_in(step_key(seed, 0, EVAL), i), ...)`, so results do not depend on N, on the
-device count or on vectorisation. Test accuracy is computed in fixed-size batches.
+Throughput: the N networks of one evaluation (different seeds) train together in jitted
+programs over a leading network axis. On accelerators (loop="device", vectorize="vmap") the
+whole training is ONE jitted program: `vmap` over the networks, `lax.scan` over the batches
+of a pass and `lax.fori_loop` over passes. XLA:CPU runs convolution weight gradients ~100x
+slower inside loops (jax#12868) and vmapped (grouped) convolutions several times slower, so
+on CPU the default is loop="host" (one jitted call per SGD step, all networks in it) with
+vectorize="unroll" (the networks as independent copies in that program). With several
+devices the network axis is split over a 1-D mesh (axis "nets") with `jax.shard_map` under
+`jit`; networks are padded to a multiple of the devices used and the padding is dropped.
+Net i always draws from `fold_in(fold_in(step_key(seed, 0, EVAL), i), ...)`, so results do
+not depend on N, the device count, the loop or the vectorisation (tested). Test accuracy is
+computed in fixed-size batches.
 
 Choices where the sources are silent (NOT FOUND):
 - when a synthetic.npz carries `x_decoded`, both protocols train on it (a multi-formation set
@@ -68,7 +73,8 @@ DM_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 IDC_STRATEGY = "color_crop_flip_scale_rotate"
 DIGIT_DATASETS = ("mnist", "svhn", "digits")
 NET_AXIS = "nets"
-VECTORIZE = ("vmap", "map")
+VECTORIZE = ("vmap", "map", "unroll")
+LOOPS = ("device", "host")
 
 # Key purposes folded into the evaluation key (fixed integers, never reordered).
 _NET_INIT = 0
@@ -425,6 +431,17 @@ def steps_per_pass(n: int, batch_size: int) -> int:
   return -(-n // batch_size)
 
 
+def _pass_order(key, epoch, n: int):
+  """(permutation of the pass, key of its steps): fold_in(key, epoch) split in two."""
+  k_perm, k_step = jax.random.split(jax.random.fold_in(key, epoch))
+  return jax.random.permutation(k_perm, n), k_step
+
+
+def _maybe_reset(settings: EvalSettings, state, reset):
+  return {**state, "momentum": jax.tree.map(
+      lambda b: jnp.where(reset, jnp.zeros_like(b), b), state["momentum"])}
+
+
 def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch):
   """One shuffled pass over (x, y): full batches under `lax.scan`, then the partial last
   batch at its own size (torch DataLoader, drop_last=False), so BN statistics are exact."""
@@ -433,11 +450,8 @@ def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch):
   batch = min(settings.batch_size, n)
   n_full, rem = divmod(n, batch)
   lr = settings.lr_at(epoch)
-  reset = settings.resets_momentum_at(epoch)
-  state = {**state, "momentum": jax.tree.map(
-      lambda b: jnp.where(reset, jnp.zeros_like(b), b), state["momentum"])}
-  k_perm, k_step = jax.random.split(jax.random.fold_in(key, epoch))
-  perm = jax.random.permutation(k_perm, n)
+  state = _maybe_reset(settings, state, settings.resets_momentum_at(epoch))
+  perm, k_step = _pass_order(key, epoch, n)
 
   def body(st, inp):
     i, idx = inp
@@ -457,6 +471,20 @@ def train_passes(net: NetFns, settings: EvalSettings, state, key, x, y, start, s
   """Passes [start, stop) of one network (fori_loop; start/stop may be traced)."""
   return jax.lax.fori_loop(
       start, stop, lambda e, st: train_pass(net, settings, st, x, y, key, e), state)
+
+
+def train_batch(net: NetFns, settings: EvalSettings, state, key, x, y, epoch, i, size: int):
+  """Step i of pass `epoch` alone (host loop): the same batch, key, LR and momentum reset as
+  step i of `train_pass`, so both loops give the same networks."""
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  n = x.shape[0]
+  batch = min(settings.batch_size, n)
+  perm, k_step = _pass_order(key, epoch, n)
+  idx = jax.lax.dynamic_slice(perm, (i * batch,), (size,))
+  state = _maybe_reset(settings, state,
+                       jnp.logical_and(settings.resets_momentum_at(epoch), i == 0))
+  return train_step(net, settings, state, x[idx], y[idx], jax.random.fold_in(k_step, i),
+                    settings.lr_at(epoch))
 
 
 def count_correct(net: NetFns, state, xb, yb, mb):
@@ -479,43 +507,75 @@ def net_layout(num_nets: int, num_devices: int | None = None) -> tuple[int, int]
 
 
 def _over_nets(fn, in_axes, vectorize):
-  """fn applied over the leading network axis of the arguments with in_axes == 0."""
+  """fn applied over the leading network axis of the arguments whose in_axes is 0.
+
+  vmap: batched (conv weights become grouped convolutions); map: lax.map, one net at a
+  time in a loop; unroll: a Python loop inside the traced program (independent copies).
+  """
   if vectorize == "vmap":
     return jax.vmap(fn, in_axes=in_axes)
 
-  def mapped(*args):
+  def pick(args, batched):
+    it = iter(batched)
+    return [next(it) if ax == 0 else a for a, ax in zip(args, in_axes)]
+
+  def over(*args):
     batched = [a for a, ax in zip(args, in_axes) if ax == 0]
+    if vectorize == "map":
+      return jax.lax.map(lambda b: fn(*pick(args, b)), batched)
+    num = jax.tree.leaves(batched)[0].shape[0]
+    outs = [fn(*pick(args, jax.tree.map(lambda a, j=j: a[j], batched))) for j in range(num)]
+    return jax.tree.map(lambda *o: jnp.stack(o), *outs)
 
-    def one(b):
-      it = iter(b)
-      full = [next(it) if ax == 0 else a for a, ax in zip(args, in_axes)]
-      return fn(*full)
+  return over
 
-    return jax.lax.map(one, batched)
 
-  return mapped
+def default_execution() -> tuple[str, str]:
+  """(loop, vectorize) for this backend.
+
+  XLA:CPU runs convolution weight-gradients ~100x slower inside while loops (jax#12868;
+  measured here: 33 s vs 0.36 s for a 128->128 3x3 conv on 16x16) and grouped (vmapped)
+  convolutions ~4x slower than separate ones, so on CPU the passes are driven from the host
+  (one jitted call per SGD step for all networks) with the networks unrolled; accelerators
+  run everything in one jitted fori_loop with the networks vmapped.
+  """
+  if jax.default_backend() == "cpu":
+    return "host", "unroll"
+  return "device", "vmap"
 
 
 @functools.lru_cache(maxsize=32)
 def _programs(net: NetFns, settings: EvalSettings, per_net_data: bool, n_dev: int,
-              vectorize: str):
-  """(init, train, test) jitted over the network axis, sharded when n_dev > 1."""
-  data_ax = 0 if per_net_data else None
-  train = _over_nets(functools.partial(train_passes, net, settings),
-                     (0, 0, data_ax, data_ax, None, None), vectorize)
-  test = _over_nets(functools.partial(count_correct, net), (0, None, None, None), vectorize)
-  init = jax.vmap(functools.partial(init_state, net))
-  if n_dev > 1:
-    mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (NET_AXIS,))
-    nets_spec, rep = P(NET_AXIS), P()
-    dspec = nets_spec if per_net_data else rep
-    train = jax.shard_map(train, mesh=mesh, in_specs=(nets_spec, nets_spec, dspec, dspec, rep, rep),
-                          out_specs=nets_spec, check_vma=False)
-    test = jax.shard_map(test, mesh=mesh, in_specs=(nets_spec, rep, rep, rep),
-                         out_specs=nets_spec, check_vma=False)
-    init = jax.shard_map(init, mesh=mesh, in_specs=(nets_spec,), out_specs=nets_spec,
+              vectorize: str, n_train: int):
+  """Jitted init / device-loop train / host-loop steps / test, over the network axis,
+  split over a 1-D "nets" mesh with shard_map when n_dev > 1."""
+  d = 0 if per_net_data else None
+  batch = min(settings.batch_size, n_train)
+  rem = n_train % batch
+  fns = {
+      "init": (jax.vmap(functools.partial(init_state, net)), (0,)),
+      "train": (_over_nets(functools.partial(train_passes, net, settings),
+                           (0, 0, d, d, None, None), vectorize), (0, 0, d, d, None, None)),
+      "step": (_over_nets(lambda st, k, x, y, e, i: train_batch(net, settings, st, k, x, y, e,
+                                                                 i, batch),
+                          (0, 0, d, d, None, None), vectorize), (0, 0, d, d, None, None)),
+      "test": (_over_nets(functools.partial(count_correct, net), (0, None, None, None),
+                          vectorize), (0, None, None, None)),
+  }
+  if rem:
+    fns["step_rem"] = (_over_nets(
+        lambda st, k, x, y, e, i: train_batch(net, settings, st, k, x, y, e, i, rem),
+        (0, 0, d, d, None, None), vectorize), (0, 0, d, d, None, None))
+  out = {}
+  for name, (fn, axes) in fns.items():
+    if n_dev > 1:
+      mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (NET_AXIS,))
+      specs = tuple(P(NET_AXIS) if a == 0 else P() for a in axes)
+      fn = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(NET_AXIS),
                          check_vma=False)
-  return jax.jit(init), jax.jit(train, donate_argnums=(0,)), jax.jit(test)
+    donate = (0,) if name in ("train", "step", "step_rem") else ()
+    out[name] = jax.jit(fn, donate_argnums=donate)
+  return out
 
 
 def net_keys(seed: int, net_ids: Sequence[int]):
@@ -537,16 +597,23 @@ def _test_batches(x_test, y_test, test_batch_size: int):
 
 def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                    seed: int, net_ids: Sequence[int] | None = None,
-                   test_batch_size: int = 500, vectorize: str = "vmap",
-                   num_devices: int | None = None, return_states: bool = False) -> dict:
+                   test_batch_size: int = 500, vectorize: str | None = None,
+                   loop: str | None = None, num_devices: int | None = None,
+                   return_states: bool = False) -> dict:
   """Trains the networks `net_ids` (default 0..num_nets-1) and tests them at every checkpoint.
 
   x_train [n, H, W, ch] is shared by all networks; [num_nets, n, H, W, ch] (with y_train
-  [num_nets, n]) gives each network its own set. Returns {"checkpoint_passes": [...],
-  "checkpoint_accuracies": [[% per net] per checkpoint], "wall_seconds", ["states"]}.
+  [num_nets, n]) gives each network its own set. `loop` ("device" | "host") and `vectorize`
+  ("vmap" | "map" | "unroll") default to `default_execution()`; all choices train the same
+  networks. Returns {"checkpoint_passes": [...], "checkpoint_accuracies": [[% per net] per
+  checkpoint], "wall_seconds", "devices", "loop", "vectorize"[, "states"]}.
   """
+  d_loop, d_vec = default_execution()
+  loop, vectorize = loop or d_loop, vectorize or d_vec
   if vectorize not in VECTORIZE:
     raise ConfigError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
+  if loop not in LOOPS:
+    raise ConfigError(f"loop must be one of {LOOPS}, got {loop!r}")
   net_ids = list(range(settings.num_nets)) if net_ids is None else [int(i) for i in net_ids]
   num = len(net_ids)
   per_net_data = np.ndim(x_train) == 5
@@ -560,39 +627,47 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
   x_train = np.asarray(x_train, np.float32)
   y_train = np.asarray(y_train, np.int32)
   if per_net_data and padded > num:
-    reps = [x_train[-1:]] * (padded - num)
-    x_train = np.concatenate([x_train, *reps])
+    x_train = np.concatenate([x_train, *[x_train[-1:]] * (padded - num)])
     y_train = np.concatenate([y_train, *[y_train[-1:]] * (padded - num)])
+  n_train = x_train.shape[-4]
   xb, yb, mb = _test_batches(np.asarray(x_test, np.float32), np.asarray(y_test, np.int32),
                              test_batch_size)
 
   if n_dev > 1:
     mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (NET_AXIS,))
-    on_nets = NamedSharding(mesh, P(NET_AXIS))
-    rep = NamedSharding(mesh, P())
-    put_nets = lambda a: jax.device_put(a, on_nets)
-    put_rep = lambda a: jax.device_put(a, rep)
+    put_nets = functools.partial(jax.device_put, device=NamedSharding(mesh, P(NET_AXIS)))
+    put_rep = functools.partial(jax.device_put, device=NamedSharding(mesh, P()))
   else:
     put_nets = put_rep = jnp.asarray
-  init, train, test = _programs(net, settings, per_net_data, n_dev, vectorize)
-  data = (put_nets if per_net_data else put_rep)
+  prog = _programs(net, settings, per_net_data, n_dev, vectorize, n_train)
+  data = put_nets if per_net_data else put_rep
   x_dev, y_dev = data(x_train), data(y_train)
   xb, yb, mb = put_rep(xb), put_rep(yb), put_rep(mb)
+  batch = min(settings.batch_size, n_train)
+  n_full, rem = divmod(n_train, batch)
 
   start_time = time.perf_counter()
-  states = init(put_nets(init_keys))
+  states = prog["init"](put_nets(init_keys))
   train_keys = put_nets(train_keys)
   done = 0
   accs = []
   for mark in settings.checkpoint_passes():
-    states = train(states, train_keys, x_dev, y_dev, jnp.int32(done), jnp.int32(mark))
+    if loop == "device":
+      states = prog["train"](states, train_keys, x_dev, y_dev, jnp.int32(done), jnp.int32(mark))
+    else:
+      for epoch in range(done, mark):
+        e = jnp.int32(epoch)
+        for i in range(n_full):
+          states = prog["step"](states, train_keys, x_dev, y_dev, e, jnp.int32(i))
+        if rem:
+          states = prog["step_rem"](states, train_keys, x_dev, y_dev, e, jnp.int32(n_full))
     done = mark
-    correct = np.asarray(test(states, xb, yb, mb))[:num]
+    correct = np.asarray(prog["test"](states, xb, yb, mb))[:num]
     accs.append((100.0 * correct / x_test.shape[0]).tolist())
   out = {"checkpoint_passes": list(settings.checkpoint_passes()),
          "checkpoint_accuracies": accs,
          "wall_seconds": time.perf_counter() - start_time,
-         "devices": n_dev, "vectorize": vectorize}
+         "devices": n_dev, "loop": loop, "vectorize": vectorize}
   if return_states:
     out["states"] = jax.tree.map(lambda a: np.asarray(a)[:num], states)
   return out
@@ -642,7 +717,7 @@ def summarize(run: dict, settings: EvalSettings, model: str, num_train: int) -> 
       "train_images_per_net": num_train, "passes": settings.passes,
       "steps_per_pass": steps_per_pass(num_train, settings.batch_size),
       "wall_seconds": run["wall_seconds"], "devices": run["devices"],
-      "vectorize": run["vectorize"],
+      "loop": run["loop"], "vectorize": run["vectorize"],
   }
   if settings.protocol == "idc":
     best = np.max(np.asarray(run["checkpoint_accuracies"]), axis=0).tolist()
@@ -656,7 +731,7 @@ def summarize(run: dict, settings: EvalSettings, model: str, num_train: int) -> 
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                     num_classes: int, seed: int, model: str | None = None,
                     net: NetFns | None = None, test_batch_size: int = 500,
-                    vectorize: str = "vmap") -> dict:
+                    vectorize: str | None = None, loop: str | None = None) -> dict:
   """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
   y_train) under `settings.protocol` and tests them on (x_test, y_test).
 
@@ -670,7 +745,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
     net = registry_net(model, num_classes=num_classes,
                        image_shape=tuple(int(s) for s in np.shape(x_test)[1:]))
   run = train_and_test(net, x_train, y_train, x_test, y_test, settings=settings, seed=seed,
-                       test_batch_size=test_batch_size, vectorize=vectorize)
+                       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop)
   return summarize(run, settings, model, int(np.shape(x_train)[-4]))
 
 
@@ -844,7 +919,8 @@ def _normalize(images, mean, std):
 
 def run(config, *, workdir, synthetic: str | None = None, baseline: str | None = None,
         models: Sequence[str] | str | None = None, feature_net: str = "convnet",
-        test_batch_size: int = 500, vectorize: str = "vmap", loader: Callable | None = None,
+        test_batch_size: int = 500, vectorize: str | None = None, loop: str | None = None,
+        loader: Callable | None = None,
         info=None, log: Callable = print, command: str | None = None) -> dict:
   """`python -m jaxcond.evaluate` as a function: evaluates a synthetic.npz or a baseline
   under config.eval and writes workdir/results.json; returns the record.
@@ -910,7 +986,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
   label = (pathlib.Path(synthetic).name if synthetic else f"{baseline} baseline")
   results = evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
                           num_classes=num_classes, seed=settings.seed,
-                          test_batch_size=test_batch_size, vectorize=vectorize,
+                          test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
                           log=lambda s: log(f"  {s}"))
   first = results[settings.pool[0]]
   record = {
@@ -951,7 +1027,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   flags.DEFINE_string("feature_net", "convnet", "random net whose features herding/kcenter use",
                       flag_values=fv)
   flags.DEFINE_integer("test_batch_size", 500, "test images per forward pass", flag_values=fv)
-  flags.DEFINE_enum("vectorize", "vmap", list(VECTORIZE), "how networks share a device",
+  flags.DEFINE_enum("vectorize", None, list(VECTORIZE),
+                    "networks on one device: vmap | map | unroll (default: per backend)",
+                    flag_values=fv)
+  flags.DEFINE_enum("loop", None, list(LOOPS),
+                    "training loop: device (fori_loop in jit) | host (default: per backend)",
                     flag_values=fv)
   try:
     fv(argv)
@@ -971,7 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     run(fv.config, workdir=fv.workdir, synthetic=fv.synthetic, baseline=fv.baseline,
         models=fv.models, feature_net=fv.feature_net, test_batch_size=fv.test_batch_size,
-        vectorize=fv.vectorize, command=" ".join(["python -m jaxcond.evaluate", *argv[1:]]))
+        vectorize=fv.vectorize, loop=fv.loop, command=" ".join(["python -m jaxcond.evaluate", *argv[1:]]))
   except JaxcondError as err:
     print(f"error: {err}", file=sys.stderr)
     return 2

@@ -1,0 +1,331 @@
+"""End-to-end tests of `jaxcond.condense` on scikit-learn digits (tiny nets, few steps)."""
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxcond import checkpoint, condense, configs, parallel, report, steps
+from jaxcond.data import bank as bank_lib
+from jaxcond.errors import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def quickstart(arg=""):
+  spec = importlib.util.spec_from_file_location("quickstart", ROOT / "experiments" / "quickstart.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+TINY = {"steps": 6, "checkpoint_every": 3, "log_every": 2, "batch_real": 8, "ipc": 2,
+        "model.width": 8, "eval.num_nets": 0, "quiet": True}
+
+
+def tiny_config(method="dm", **overrides):
+  c = quickstart(f"method={method}")
+  for key, value in {**TINY, **overrides}.items():
+    configs.set_field(c, key, value, source="test")
+  return c
+
+
+def tiny_cli_args(workdir, method="dm", **overrides):
+  args = [sys.executable, "-m", "jaxcond.condense",
+          "--config", f"experiments/quickstart.py:method={method}", "--workdir", str(workdir)]
+  for key, value in {**TINY, **overrides}.items():
+    args.append(f"--config.{key}={value}")
+  return args
+
+
+def subprocess_env(num_devices=1, **extra):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_NUM_CPU_DEVICES"] = str(num_devices)
+  env["JAX_PLATFORMS"] = "cpu"
+  env.update(extra)
+  return env
+
+
+# --------------------------------------------------------------------------- outputs
+
+def test_outputs_dm(tmp_path):
+  out = condense.run(tiny_config("dm"), str(tmp_path))
+  assert out["step"] == 6 and np.isfinite(out["loss"]) and out["num_devices"] == 8
+
+  cfg = json.loads((tmp_path / "config.json").read_text())
+  assert cfg["config"]["method"] == "dm" and cfg["config"]["ipc"] == 2
+  assert {"jax", "jaxcond", "orbax"} <= set(cfg["versions"]) and len(cfg["devices"]) == 8
+
+  metrics = report.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [m["step"] for m in metrics] == [2, 4, 6]
+  for m in metrics:
+    assert {"loss", "loss/dm", "step_time_s", "images_per_s"} <= set(m)
+    assert m["loss"] == pytest.approx(m["loss/dm"]) and m["images_per_s"] > 0
+
+  with np.load(tmp_path / "synthetic.npz") as z:
+    assert z["x"].dtype == np.float32 and z["x"].shape == (20, 8, 8, 1)
+    assert z["y"].dtype == np.int32 and z["y"].tolist() == sorted(list(range(10)) * 2)
+    np.testing.assert_allclose(z["mean"], [0.3052], atol=1e-6)
+    assert z["std"].shape == (1,) and int(z["factor"]) == 1
+    assert str(z["space"]) == "normalized" and str(z["method"]) == "dm"
+    assert str(z["dataset"]) == "digits" and "x_decoded" not in z.files
+    x = z["x"]
+
+  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.all_steps() == [3, 6]
+  meta = ckpt.restore_meta(6)
+  assert meta["step"] == 6 and meta["config_hash"] == configs.config_hash(tiny_config("dm"))
+  ckpt.close()
+  grid = Image.open(tmp_path / "synthetic.png")
+  assert grid.size[1] == 10 * (8 * 4 + 1) + 1         # one row per class, 8px upscaled x4
+  assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
+      "init.png", "step_0000003.png", "step_0000006.png"]
+
+  # Re-running a finished run resumes at the end: nothing changes.
+  again = condense.run(tiny_config("dm"), str(tmp_path))
+  assert again["step"] == 6
+  with np.load(tmp_path / "synthetic.npz") as z:
+    np.testing.assert_array_equal(z["x"], x)
+
+
+def test_outputs_m3d_decoded(tmp_path):
+  c = tiny_config("m3d", steps=2, checkpoint_every=0, log_every=1)
+  condense.run(c, str(tmp_path))
+  with np.load(tmp_path / "synthetic.npz") as z:
+    assert int(z["factor"]) == 2 and str(z["space"]) == "unit"
+    assert z["x"].shape == (20, 8, 8, 1) and z["x_decoded"].shape == (80, 8, 8, 1)
+    assert z["y_decoded"].tolist() == sorted(list(range(10)) * 8)
+    pixels = z["x"] * z["std"] + z["mean"]                   # stored set, clipped to [0, 1]
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+  metrics = report.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [m["step"] for m in metrics] == [1, 2] and "loss/mmd" in metrics[0]
+
+
+# --------------------------------------------------------------------------- validation
+
+def _no_compile(monkeypatch):
+  def fail(*a, **k):
+    raise AssertionError("the step was built although the config is invalid")
+  monkeypatch.setattr(steps, "make_bank_step", fail)
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"ipc": 500}, "ipc"),                  # digits classes have ~144 training images
+    ({"batch_real": 400}, "batch_real"),
+    ({"ipc": -2}, "ipc"),
+    ({"synthetic.factor": 9}, "synthetic.factor"),
+])
+def test_invalid_config_fails_before_compiling(tmp_path, monkeypatch, overrides, field):
+  _no_compile(monkeypatch)
+  with pytest.raises(ConfigError) as err:
+    condense.run(tiny_config("dm", **overrides), str(tmp_path))
+  assert str(err.value).startswith(field) and "\n" not in str(err.value)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  env = subprocess_env()
+  cases = [
+      (["--config.model.widht=8"], "model.widht"),
+      (["--config.ipc=-1"], "ipc"),
+  ]
+  for extra, field in cases:
+    args = [sys.executable, "-m", "jaxcond.condense", "--config", "experiments/quickstart.py",
+            "--workdir", str(tmp_path / "w"), *extra]
+    p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = [l for l in p.stderr.strip().splitlines() if l.startswith("ConfigError")]
+    assert len(lines) == 1 and lines[0].startswith(f"ConfigError: {field}"), p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+  p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config",
+                      "experiments/quickstart.py:method=dn", "--workdir", str(tmp_path / "w")],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 2 and "ConfigError: method" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+  condense.run(tiny_config("dm", steps=3), str(tmp_path))
+  with pytest.raises(ConfigError, match="^seed: .*checkpoint"):
+    condense.run(tiny_config("dm", seed=5), str(tmp_path))
+
+
+# --------------------------------------------------------------------------- numerics
+
+def test_dm_loss_decreases_on_digits(tmp_path):
+  c = tiny_config("dm", steps=40, log_every=10, checkpoint_every=0, ipc=5, batch_real=32,
+                  **{"synthetic.init": "noise", "model.width": 32})
+  condense.run(c, str(tmp_path))
+  losses = [m["loss"] for m in report.read_jsonl(tmp_path / "metrics.jsonl")]
+  assert len(losses) == 4 and losses[-1] < 0.7 * losses[0], losses
+
+
+def _nan_after(step_limit):
+  real = steps.make_bank_step
+
+  def patched(*args, **kwargs):
+    fn = real(*args, **kwargs)
+
+    def wrapped(state, bank, step):
+      state, m = fn(state, bank, step)
+      m = dict(m, loss=jnp.where(step >= step_limit, jnp.nan, m["loss"]))
+      return state, m
+    return wrapped
+  return patched
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  monkeypatch.setattr(steps, "make_bank_step", _nan_after(4))
+  c = tiny_config("dm", steps=9, checkpoint_every=3, log_every=1)
+  with pytest.raises(condense.DivergedError) as err:
+    condense.run(c, str(tmp_path))
+  msg = str(err.value)
+  assert msg.startswith("step 4: loss is nan") and "step 3" in msg and "\n" not in msg
+  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert not (tmp_path / "synthetic.npz").exists()
+
+
+def test_huge_lr_diverges(tmp_path):
+  c = tiny_config("dm", steps=6, log_every=3, **{"synthetic.lr": 1e38})
+  with pytest.raises(condense.DivergedError, match="synthetic.lr"):
+    condense.run(c, str(tmp_path))
+
+
+def _m3d_setup(step_mode="per_class", num_classes=4):
+  s = steps.StepSettings(
+      method="m3d", seed=1, num_classes=num_classes, image_shape=(8, 8, 1), mean=(0.3,),
+      std=(0.4,), ipc=2, batch_real=6, model_name="convnetd2", model_overrides=(("width", 8),),
+      factor=2, space="unit", lr=20.0, momentum=0.5, batch_syn_max=6, aug_policy="idc",
+      aug_strategy="color_crop_cutout", ipm=2, step_mode=step_mode)
+  r = np.random.default_rng(0)
+  images = r.integers(0, 256, (num_classes * 10, 8, 8, 1), dtype=np.uint8)
+  labels = np.repeat(np.arange(num_classes), 10).astype(np.int32)
+  bank = bank_lib.build_bank(images, labels, num_classes)
+  syn = jax.jit(steps.init_synthetic(s, "mix", bank_lib.sample_real))(bank)
+  return s, bank, steps.init_state(s, syn)
+
+
+def test_m3d_per_class_closed_form_equals_sequential_scan():
+  s, bank, state = _m3d_setup()
+  closed = jax.jit(steps.make_bank_step(s, bank_lib.sample_real))
+  seq = jax.jit(steps.m3d_sequential_step(s))
+  a, b = state, state
+  for i in range(3):
+    real = bank_lib.sample_real(bank, steps.rng.step_key(s.seed, i, steps.rng.REAL), s.batch_real)
+    a, _ = closed(a, bank, jnp.int32(i))
+    b = seq(b, real, bank.class_ids, jnp.int32(i))
+    np.testing.assert_allclose(a["syn"], b["syn"], rtol=1e-4, atol=1e-4)   # lr 20 x float noise
+    np.testing.assert_allclose(steps._momentum_buffer(a["opt"]),
+                               steps._momentum_buffer(b["opt"]), rtol=1e-4, atol=1e-5)
+  assert np.abs(np.asarray(a["syn"]) - np.asarray(state["syn"])).max() > 1e-2
+  # The joint mode (one step on the summed loss) is a different algorithm.
+  sj, _, _ = _m3d_setup("joint")
+  joint = jax.jit(steps.make_bank_step(sj, bank_lib.sample_real))
+  c = state
+  for i in range(3):
+    c, _ = joint(c, bank, jnp.int32(i))
+  assert np.abs(np.asarray(c["syn"]) - np.asarray(a["syn"])).max() > 1e-4
+
+
+# --------------------------------------------------------------------------- resume
+
+def _x(path):
+  with np.load(path) as z:
+    return z["x"]
+
+
+def test_resume_is_bit_identical(tmp_path):
+  condense.run(tiny_config("ddm", steps=6, checkpoint_every=2, ipc=3), str(tmp_path / "a"))
+  condense.run(tiny_config("ddm", steps=4, checkpoint_every=2, ipc=3), str(tmp_path / "b"))
+  out = condense.run(tiny_config("ddm", steps=6, checkpoint_every=2, ipc=3), str(tmp_path / "b"))
+  assert out["step"] == 6
+  np.testing.assert_array_equal(_x(tmp_path / "a/synthetic.npz"), _x(tmp_path / "b/synthetic.npz"))
+  steps_logged = [m["step"] for m in report.read_jsonl(tmp_path / "b/metrics.jsonl")]
+  assert steps_logged == [2, 4, 6]
+
+
+def test_resume_on_another_device_count(tmp_path):
+  condense.run(tiny_config("m3d", steps=2, num_devices=8, checkpoint_every=2, log_every=1),
+               str(tmp_path / "a"))
+  condense.run(tiny_config("m3d", steps=4, num_devices=3, checkpoint_every=2, log_every=1),
+               str(tmp_path / "a"))               # 16 padded classes restored onto 12
+  condense.run(tiny_config("m3d", steps=4, num_devices=1, checkpoint_every=2, log_every=1),
+               str(tmp_path / "b"))
+  np.testing.assert_allclose(_x(tmp_path / "a/synthetic.npz"), _x(tmp_path / "b/synthetic.npz"),
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+  env = subprocess_env(num_devices=2)
+  over = {"steps": 30, "checkpoint_every": 4, "log_every": 1}
+  ref = subprocess.run(tiny_cli_args(tmp_path / "ref", **over), cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+
+  work = tmp_path / "killed"
+  proc = subprocess.Popen(tiny_cli_args(work, **over), cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckdir = work / "checkpoints"
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None:
+    done = [p for p in ckdir.glob("*") if p.name.isdigit()] if ckdir.exists() else []
+    if any(int(p.name) >= 8 for p in done):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run finished before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (work / "synthetic.npz").exists()
+
+  again = subprocess.run(tiny_cli_args(work, **over), cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resuming from" in again.stdout + again.stderr
+  np.testing.assert_array_equal(_x(ref_path := tmp_path / "ref/synthetic.npz"),
+                                _x(work / "synthetic.npz"))
+  assert ref_path.exists()
+
+
+# --------------------------------------------------------------------------- multi-process
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dm", "m3d"])
+def test_two_processes_equal_one(tmp_path, method):
+  over = {"steps": 4, "checkpoint_every": 2, "log_every": 1}
+  single = subprocess.run(tiny_cli_args(tmp_path / "single", method, **over), cwd=ROOT,
+                          env=subprocess_env(num_devices=4), capture_output=True, text=True,
+                          timeout=600)
+  assert single.returncode == 0, single.stderr[-3000:]
+
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    args = tiny_cli_args(tmp_path / "multi", method, **over) + [
+        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"]
+    procs.append(subprocess.Popen(args, cwd=ROOT, env=subprocess_env(num_devices=2),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  cfg = json.loads((tmp_path / "multi/config.json").read_text())
+  assert cfg["process_count"] == 2 and len(cfg["devices"]) == 4
+  np.testing.assert_allclose(_x(tmp_path / "single/synthetic.npz"),
+                             _x(tmp_path / "multi/synthetic.npz"), rtol=1e-5, atol=1e-6)
