@@ -33,6 +33,9 @@ from jaxcond import configs
 from jaxcond.errors import ConfigError, JaxcondError
 
 
+_INIT_STREAM_STEP = 2**31 - 1   # streaming: the step index whose draw initialises the set
+
+
 class DivergedError(JaxcondError):
   """The loss (or the synthetic set) became NaN/Inf; the last good checkpoint is kept."""
 
@@ -65,14 +68,8 @@ def _versions() -> dict[str, str]:
 
 
 def _data():
-  """The `jaxcond.data` API (load_split, build_bank, sample_real, ClassBank)."""
-  import types  # pylint: disable=g-import-not-at-top
   from jaxcond import data  # pylint: disable=g-import-not-at-top
-  if all(hasattr(data, n) for n in ("load_split", "build_bank", "sample_real")):
-    return data
-  from jaxcond.data import bank, load  # pylint: disable=g-import-not-at-top
-  return types.SimpleNamespace(load_split=load.load_split, build_bank=bank.build_bank,
-                               sample_real=bank.sample_real, ClassBank=bank.ClassBank)
+  return data
 
 
 def _load_split(config, split: str, classes=None):
@@ -152,14 +149,24 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   t_start = time.perf_counter()
   data = _data()
-  images, labels = _load_split(config, "train", local_ids if multiprocess else None)
-  counts = _global_counts(labels, info, local_ids)
-  configs.validate_counts(config, counts, info.class_names)
-  # Slot i of the padded class axis holds class i; dummy slots (-1) come last. Each
-  # process supplies only the classes on its own devices.
-  bank = data.build_bank(images, labels, num_classes, pad_to=c_pad,
-                         sharding=parallel.class_sharding(mesh, 5))
-  del images
+  sharding5 = parallel.class_sharding(mesh, 5)
+  bank = index = None
+  if config.dataset.streaming:
+    # Real batches are read from disk every step (jaxcond.data.ClassStream, grain); the
+    # index only lists files, and each process reads only the classes of its slots.
+    ds = config.dataset
+    index = data.make_index(ds.name, "train", source=ds.source or "auto",
+                            path=ds.path or None, resolution=ds.resolution or None)
+    counts = np.asarray(index.counts)
+    configs.validate_counts(config, counts, info.class_names)
+  else:
+    images, labels = _load_split(config, "train", local_ids if multiprocess else None)
+    counts = _global_counts(labels, info, local_ids)
+    configs.validate_counts(config, counts, info.class_names)
+    # Slot i of the padded class axis holds class i; dummy slots (-1) come last. Each
+    # process supplies only the classes on its own devices.
+    bank = data.build_bank(images, labels, num_classes, pad_to=c_pad, sharding=sharding5)
+    del images
   t_data = time.perf_counter() - t_start
 
   workdir = os.path.abspath(workdir)
@@ -197,20 +204,51 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       for p in (paths["metrics"], paths["eval"]):
         if os.path.exists(p):
           os.remove(p)
-    init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
-                      out_shardings=syn_sharding)
-    syn = init_fn(bank)
+    if bank is not None:
+      init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
+                        out_shardings=syn_sharding)
+      syn = init_fn(bank)
+    else:
+      init_stream = data.ClassStream(index, batch=steps.init_count(s, config.synthetic.init),
+                                     seed=s.seed, pad_to=c_pad, sharding=sharding5)
+      # A step index no training step uses, so the init images are an independent draw.
+      real0 = init_stream.batch_at(_INIT_STREAM_STEP)
+      real0 = parallel.global_from_local(real0, mesh, (c_pad,) + real0.shape[1:])
+      ids = init_stream.device_fields()[1]
+      syn = jax.jit(steps.init_from_real(s, config.synthetic.init),
+                    out_shardings=syn_sharding)(real0, ids)
     state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
 
   if is_main:
     _write_config_json(paths["config"], config, info, mesh, start, t_data)
 
-  bank_step = steps.make_bank_step(s, data.sample_real, sharding, model)
-  jitted = jax.jit(bank_step, donate_argnums=(0,),
-                   out_shardings=(state_shardings, parallel.replicated(mesh)))
+  out_shardings = (state_shardings, parallel.replicated(mesh))
+  stream = None
   t0 = time.perf_counter()
-  compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
-      if start < config.steps else None
+  if bank is not None:
+    jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
+                     donate_argnums=(0,), out_shardings=out_shardings)
+    compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
+        if start < config.steps else None
+    advance = lambda state, step: compiled(state, bank, jnp.int32(step))
+  else:
+    stream = data.ClassStream(index, batch=s.batch_real, seed=s.seed, pad_to=c_pad,
+                              sharding=sharding5, start_step=start,
+                              num_steps=max(config.steps - start, 1))
+    stream_ids = stream.device_fields()[1]
+    jitted = jax.jit(steps.make_step(s, sharding, model), donate_argnums=(0,),
+                     out_shardings=out_shardings)
+    real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
+                                     jnp.uint8, sharding=sharding5)
+    compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
+        if start < config.steps else None
+    batches = iter(stream) if start < config.steps else None
+
+    def advance(state, step):
+      got, real = next(batches)
+      if got != step:
+        raise RuntimeError(f"stream yielded step {got}, expected {step}")
+      return compiled(state, real, stream_ids, jnp.int32(step))
   t_compile = time.perf_counter() - t0
   printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
           f"(factor {s.factor}), {config.steps} steps, {mesh.size} device(s) "
@@ -273,13 +311,13 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
     _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
                is_main)
 
-  if start == 0 and is_main:
+  if start == 0:   # every process takes part in the gather; process 0 writes
     _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, is_main)
 
   step = start
   try:
     while step < config.steps:
-      state, m = compiled(state, bank, jnp.int32(step))
+      state, m = advance(state, step)
       step += 1
       pending.append((step - 1, m))   # loss of the state before update `step`
       if step % config.log_every == 0 or step == config.steps:
@@ -299,6 +337,8 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       save(step)
     ckpt.wait()
   finally:
+    if stream is not None:
+      stream.close()
     ckpt.close()
 
   x_host = parallel.to_host(state["syn"])[:num_classes]
@@ -380,7 +420,16 @@ def _export(paths, x_host, s, info, config, is_main) -> str:
 def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host=None):
   """Trains `eval.num_nets` fresh nets on the current set (`jaxcond.evaluate`), appends
   the result to DIR/eval.jsonl and returns it."""
+  import jax  # pylint: disable=g-import-not-at-top
   from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    # jaxcond.evaluate lays its networks over jax.devices(), which spans every process;
+    # evaluate the exported set afterwards with `python -m jaxcond.evaluate` instead.
+    if not cache.get("warned"):
+      printer("evaluation skipped in a multi-process run: run `python -m jaxcond.evaluate "
+              "--synthetic DIR/synthetic.npz` on one host", force=True)
+      cache["warned"] = True
+    return None
   try:
     from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
   except ImportError:

@@ -70,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.source = "auto"
   c.dataset.path = ""
   c.dataset.resolution = 0       # 0 = native / registry default
+  c.dataset.streaming = False    # True: read real batches from disk each step (grain)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "convnet"
@@ -419,6 +420,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not isinstance(c.dataset.path, str):
     raise ConfigError(f"dataset.path: expected a string, got {c.dataset.path!r}")
   _check_int("dataset.resolution", c.dataset.resolution, lo=0)
+  if not isinstance(c.dataset.streaming, bool):
+    raise ConfigError(f"dataset.streaming: expected True/False, got {c.dataset.streaming!r}")
 
   from jaxcond import nets  # pylint: disable=g-import-not-at-top
   check_choice("model.name", c.model.name, nets.MODEL_NAMES)

@@ -369,23 +369,38 @@ def m3d_sequential_step(s: StepSettings, model=None) -> Callable:
   return fn
 
 
-def init_synthetic(s: StepSettings, init: str, sample_real: Callable) -> Callable:
-  """`fn(bank) -> syn [C, ipc, H, W, ch]` in the optimisation space: ipc·f² (mix) or ipc
-  (real) random real images per class (key INIT, folded per global class id), or noise."""
-  n = s.ipc * s.factor ** 2 if init == "mix" else (s.ipc if init == "real" else 1)
+def init_count(s: StepSettings, init: str) -> int:
+  """Real images per class that `init` needs: ipc·f² (mix), ipc (real), 1 (noise)."""
+  return s.ipc * s.factor ** 2 if init == "mix" else (s.ipc if init == "real" else 1)
+
+
+def init_from_real(s: StepSettings, init: str) -> Callable:
+  """`fn(real_u8 [C, n, H, W, ch], class_ids [C]) -> syn [C, ipc, H, W, ch]` in the
+  optimisation space (`synthetic.init_images`, per-class keys from the global class id)."""
   factor = s.factor if init == "mix" else 1
 
-  def fn(bank):
+  def fn(real_u8, class_ids):
     key = rng.step_key(s.seed, 0, rng.INIT)
-    real_u8 = sample_real(bank, jax.random.fold_in(key, 0), n)
     if s.space == "unit":
       real = real_u8.astype(jnp.float32) / 255.0
     else:
       real = normalize_real(real_u8, s)
     syn = synthetic.init_images(jax.random.fold_in(key, 1), real, s.ipc, method=init,
-                                factor=factor, space=s.space,
-                                class_ids=_safe_ids(bank.class_ids))
-    return jnp.where((bank.class_ids >= 0).reshape((-1,) + (1,) * 4), syn, 0.0)
+                                factor=factor, space=s.space, class_ids=_safe_ids(class_ids))
+    return jnp.where((class_ids >= 0).reshape((-1,) + (1,) * 4), syn, 0.0)
+
+  return fn
+
+
+def init_synthetic(s: StepSettings, init: str, sample_real: Callable) -> Callable:
+  """`fn(bank) -> syn [C, ipc, H, W, ch]`: `init_count` random real images per class from
+  the bank (key INIT, folded per global class id), then `init_from_real`."""
+  n = init_count(s, init)
+  from_real = init_from_real(s, init)
+
+  def fn(bank):
+    key = rng.step_key(s.seed, 0, rng.INIT)
+    return from_real(sample_real(bank, jax.random.fold_in(key, 0), n), bank.class_ids)
 
   return fn
 

@@ -129,6 +129,10 @@ def test_settings_validation_and_config():
                                   dataset="fashion_mnist")
   assert (s.protocol, s.epochs, s.batch_size, s.strategy) == ("idc", 30, 128, ev.IDC_STRATEGY)
   assert s.pool == ("convnet", "alexnet_bn")
+  dm = ev.EvalSettings.from_config({"protocol": "dm", "eval_every_epochs": 500, "mix_p": 0.0})
+  assert dm.checkpoint_passes() == (1001,)
+  with pytest.raises(ConfigError, match="mix_p"):
+    ev.EvalSettings.from_config({"protocol": "dm", "mix_p": 0.5})
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -225,31 +229,37 @@ def test_cutmix_probability_and_partner_labels():
 # ----------------------------------------------------------------------------- N nets
 
 
+@pytest.mark.slow
 def test_vmapped_nets_equal_separate_runs():
-  s = ev.EvalSettings.for_protocol("dm", epochs=3, batch_size=16, num_nets=3,
-                                   strategy="color_crop_cutout_scale_rotate")
+  s = ev.EvalSettings.for_protocol("dm", epochs=2, batch_size=16, num_nets=3,
+                                   strategy="crop_flip")
   net = _net(TinyMLP(), (6, 6, 1))
-  x, y = _random_data()
+  x, y = _random_data()            # 40 images: passes of 2 full batches and one of 8
   xt, yt = _random_data(50, seed=1)
   together = ev.train_and_test(net, x, y, xt, yt, settings=s, seed=7, return_states=True)
   assert together["devices"] == 3          # 8 fake CPU devices: one net per device
+  params = together["states"]["params"]
   for i in range(3):
     alone = ev.train_and_test(net, x, y, xt, yt, settings=s, seed=7, net_ids=[i],
                               return_states=True)
     assert alone["devices"] == 1
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b[0], rtol=1e-5, atol=1e-6),
-                 together["states"]["params"], alone["states"]["params"])
+                 params, alone["states"]["params"])
     assert alone["checkpoint_accuracies"][-1][0] == pytest.approx(
         together["checkpoint_accuracies"][-1][i], abs=1e-9)
-  mapped = ev.train_and_test(net, x, y, xt, yt, settings=s, seed=7, vectorize="map",
-                             num_devices=1, return_states=True)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               together["states"]["params"], mapped["states"]["params"])
+  # every execution strategy trains the same networks
+  for loop, vectorize, devices in (("device", "vmap", None), ("host", "map", 1)):
+    other = ev.train_and_test(net, x, y, xt, yt, settings=s, seed=7, vectorize=vectorize,
+                              loop=loop, num_devices=devices, return_states=True)
+    assert (other["loop"], other["vectorize"]) == (loop, vectorize)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 params, other["states"]["params"])
   # nets with different seeds differ
-  k = together["states"]["params"]["Dense_0"]["kernel"]
-  assert not np.allclose(k[0], k[1])
+  k = params["Dense_0"]["kernel"]
+  assert not np.allclose(k[0], k[1]) and not np.allclose(k[1], k[2])
 
 
+@pytest.mark.slow
 def test_batchnorm_nets_keep_and_use_running_stats():
   s = ev.EvalSettings.for_protocol("idc", epochs=2, batch_size=16, num_nets=2, strategy="none",
                                    eval_every_epochs=1)
@@ -263,6 +273,7 @@ def test_batchnorm_nets_keep_and_use_running_stats():
   assert len(out["checkpoint_accuracies"]) == 2
 
 
+@pytest.mark.slow
 def test_per_net_training_sets():
   s = ev.EvalSettings.for_protocol("dm", epochs=1, batch_size=16, num_nets=2, strategy="none")
   net = _net(TinyMLP(), (6, 6, 1))
@@ -279,6 +290,7 @@ def test_per_net_training_sets():
                  both["states"]["params"], single["states"]["params"])
 
 
+@pytest.mark.slow
 def test_training_on_real_digits_beats_chance_by_far():
   from sklearn.datasets import load_digits
   d = load_digits()
@@ -371,6 +383,7 @@ def test_results_json_format_synthetic(tmp_path):
   assert lines[-1].startswith("evaluate: dm mlp x2")
 
 
+@pytest.mark.slow
 def test_idc_uses_decoded_set_and_reports_test_selected_best(tmp_path):
   xd = np.random.RandomState(1).randn(80, 8, 8, 1).astype(np.float32)
   yd = np.repeat(np.arange(10), 8).astype(np.int32)
@@ -397,12 +410,13 @@ def test_random_baseline_each_net_has_its_own_subset(tmp_path):
   assert rec["source"]["baseline"] == "random"
 
 
+@pytest.mark.slow
 def test_herding_baseline_and_model_pool(tmp_path):
-  rec = ev.run(_config(), workdir=tmp_path, baseline="herding", models="mlp,lenet",
+  rec = ev.run(_config(), workdir=tmp_path, baseline="herding", models="mlp,convnetd1",
                feature_net="mlp", loader=_loader, info=_Info, log=lambda s: None)
-  assert set(rec["results"]) == {"mlp", "lenet"}
+  assert set(rec["results"]) == {"mlp", "convnetd1"}
   table = (tmp_path / "cross_arch.md").read_text()
-  assert "| mlp |" in table and "| lenet |" in table
+  assert "| mlp |" in table and "| convnetd1 |" in table
   assert len(rec["source"]["indices"]) == 20
 
 

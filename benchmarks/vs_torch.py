@@ -1,0 +1,109 @@
+"""jaxcond step vs the PyTorch reference iteration, one right after the other.
+
+    PYTHONPATH=. python benchmarks/vs_torch.py --methods dm,m3d --ipcs 1,10,50 \\
+        [--m3d-modes joint,per_class] [--iters 10] [--threads 2] [--device cpu|cuda]
+
+For every (method, IPC): `python -m jaxcond.bench --workload reference --fake-data` (one
+process per case, its last stdout line is the JSON result), then
+`../shared/bench/torch_reference_step.py` with the allocator tuning
+GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184
+(the "tuned reference", the yardstick of issue 6). Prints one JSON line per pair and a
+Markdown table with ratio = jaxcond median / tuned-reference median (target <= 1.0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TORCH_SCRIPT = ROOT.parent / "shared" / "bench" / "torch_reference_step.py"
+TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+
+
+def _last_json(out: str) -> dict:
+  for line in reversed(out.strip().splitlines()):
+    line = line.strip()
+    if line.startswith("{"):
+      return json.loads(line)
+  raise RuntimeError(f"no JSON line in output:\n{out[-2000:]}")
+
+
+def run_jax(method, ipc, mode, args) -> dict:
+  cmd = [sys.executable, "-m", "jaxcond.bench", "--config",
+         f"experiments/cifar10.py:method={method},ipc={ipc}", "--fake-data",
+         "--workload", "reference", "--repeats", str(args.iters), "--warmup", "2",
+         "--peak-n", str(args.peak_n)]
+  if method == "m3d":
+    cmd += ["--set", f"m3d.step_mode={mode}"]
+  cmd += [a for s in args.set for a in ("--set", s)]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(proc.stderr[-3000:])
+  return _last_json(proc.stdout)
+
+
+def run_torch(method, ipc, args, tuned=True) -> dict:
+  cmd = [sys.executable, str(TORCH_SCRIPT), "--method", method, "--ipc", str(ipc),
+         "--iters", str(args.iters), "--threads", str(args.threads), "--device", args.device]
+  env = dict(os.environ)
+  if tuned:
+    env["GLIBC_TUNABLES"] = TUNED
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(proc.stderr[-3000:])
+  return _last_json(proc.stdout)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--methods", default="dm,m3d")
+  ap.add_argument("--ipcs", default="1,10,50")
+  ap.add_argument("--m3d-modes", default="joint,per_class")
+  ap.add_argument("--iters", type=int, default=10)
+  ap.add_argument("--threads", type=int, default=2)
+  ap.add_argument("--device", default="cpu")
+  ap.add_argument("--peak-n", type=int, default=4096)
+  ap.add_argument("--set", action="append", default=[], help="passed to jaxcond.bench")
+  ap.add_argument("--jsonl", default=None)
+  args = ap.parse_args(argv)
+
+  rows = []
+  for method in args.methods.split(","):
+    for ipc in [int(v) for v in args.ipcs.split(",")]:
+      modes = args.m3d_modes.split(",") if method == "m3d" else [None]
+      for k, mode in enumerate(modes):
+        j = run_jax(method, ipc, mode, args)
+        if k == 0:        # one reference run per (method, ipc), right after the first case
+          t = run_torch(method, ipc, args)
+        row = {"method": method, "ipc": ipc, "mode": mode or "",
+               "jax_median_s": j["median_step_s"], "jax_min_s": j["min_step_s"],
+               "jax_max_s": j["max_step_s"], "jax_compile_s": j["compile_s"],
+               "torch_median_s": t["median_s_per_iter"], "torch_min_s": t["min_s"],
+               "torch_max_s": t["max_s"],
+               "ratio": j["median_step_s"] / t["median_s_per_iter"],
+               "images_per_s": j["images_per_s"], "gflop_per_step": j["flops_per_step"] / 1e9,
+               "peak_gflops": j["peak_gflops"], "fraction_of_peak": j["fraction_of_peak"],
+               "jax_other_cores": j["other_procs_cores"],
+               "torch_other_cores": t["median_other_procs_cores"],
+               "loadavg": j["machine"]["loadavg"], "jax": j, "torch": t}
+        rows.append(row)
+        slim = {k2: v for k2, v in row.items() if k2 not in ("jax", "torch")}
+        print(json.dumps(slim), flush=True)
+        if args.jsonl:
+          with open(args.jsonl, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+  sys.path.insert(0, str(ROOT))
+  from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
+  print(benchlib.markdown_table(rows, ["method", "ipc", "mode", "jax_median_s", "jax_min_s",
+                                       "jax_max_s", "torch_median_s", "ratio",
+                                       "images_per_s", "gflop_per_step", "fraction_of_peak",
+                                       "jax_other_cores", "torch_other_cores"]))
+
+
+if __name__ == "__main__":
+  main()
