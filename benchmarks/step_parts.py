@@ -3,8 +3,10 @@
     PYTHONPATH=. python benchmarks/step_parts.py --method dm --ipc 10 [--parts a,b,...]
 
 Workload: the PyTorch reference iteration (`jaxcond.bench --workload reference`), CIFAR-10
-shapes, random data. Every part is a separately jitted function timed with
-`benchlib.time_calls` (median of --repeats after 2 warm-up calls, compile excluded).
+shapes, random data. Every part is a separately jitted function; all are compiled
+first, then timed in --repeats rounds (each round runs every part once, in turn, so that
+load from other processes hits all parts alike); median/min/max wall seconds and the
+median CPU seconds of this process per call; compile excluded.
 The real batch is sampled once outside the timed functions (sampling is ~ms).
 
 Parts (`--parts`, default all):
@@ -17,11 +19,17 @@ Parts (`--parts`, default all):
   real_fwd_norm_none   ... without DSA and without norm
   aug_real             DSA of the real batch only (vmap over classes, all branches)
   syn_grad             the synthetic half: loss + gradient given fixed real features
+  syn_grad_aug_none    ... without DSA
+  proto_syn_grad_unified  ... with the unified DSA prototype
   net_init             drawing the random network
+  proto_step_realmap<k>  the step with the real forward under lax.map over per-class
+                       chunks of k images (C·k images per map iteration)
   proto_fwd            real forward through a hand-written ConvNet (same maths) with:
   proto_fwd_onepass      one-pass instance-norm statistics (E[x], E[x^2])
   proto_fwd_reshapepool  average pooling as reshape + mean instead of reduce_window
   proto_fwd_chunk<k>     lax.map over chunks of k images (cache-sized activations)
+  proto_fwd_map<k>     lax.map over chunks of k images, same maths as net_fwd (k = 256 is
+                       lax.map over the classes)
   proto_aug_unified_rows  ... with the 4 bilinear taps gathering contiguous rows
   proto_aug_unified    DSA of the real batch as ONE per-class bilinear resampling
                        (flip/crop/scale/rotate as affine maps) + per-class colour
@@ -36,7 +44,9 @@ import functools
 import json
 import math
 import os
+import statistics
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -173,6 +183,26 @@ def unified_dsa(key, x, ops=aug_lib.parse_strategy(aug_lib.DEFAULT_STRATEGY),
   return x
 
 
+def real_features_mapped(k, model, variables, real_u8, class_ids, step, s, sharding_fn=None):
+  """Prototype of `steps.real_features` with the real forward under `lax.map` over
+  per-class chunks: [C, B] images -> [B/k, C, k] -> one map iteration embeds C·k images,
+  so the activations of a chunk stay in cache (CPU). The class axis stays leading
+  inside each chunk, so a class-sharded batch maps without any resharding."""
+  aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), steps._safe_ids(class_ids))  # pylint: disable=protected-access
+  real = steps.normalize_real(real_u8, s)
+  real = steps._augment(real, aug_keys, s)  # pylint: disable=protected-access
+  c, b = real.shape[:2]
+  assert b % k == 0, (b, k)
+  chunks = jnp.swapaxes(real.reshape((c, b // k, k) + real.shape[2:]), 0, 1)
+
+  def one(xc):   # [C, k, H, W, ch] -> [C, k, d]
+    f = nets.embed(model, variables, xc.reshape((c * k,) + xc.shape[2:]), train=True)
+    return f.reshape(c, k, -1)
+
+  feats = jnp.swapaxes(jax.lax.map(one, chunks), 0, 1).reshape(c, b, -1)
+  return jax.lax.stop_gradient((feats, None))
+
+
 # ----------------------------------------------------------------------------- harness
 
 def _settings(spec, method, ipc, sets=()):
@@ -190,6 +220,10 @@ def main(argv=None):
   ap.add_argument("--repeats", type=int, default=10)
   ap.add_argument("--parts", default="")
   ap.add_argument("--chunk", type=int, default=64)
+  ap.add_argument("--step-map-chunks", default="4,8",
+                  help="per-class chunk sizes k of the proto_step_realmap<k> parts")
+  ap.add_argument("--map-chunks", default="32,64,128,256",
+                  help="chunk sizes of the proto_fwd_map<k> parts")
   args = ap.parse_args(argv)
 
   config, s = _settings(args.config, args.method, args.ipc, args.set)
@@ -220,6 +254,24 @@ def main(argv=None):
   for op in aug_lib.OPS:
     parts[f"step_aug_{op}"] = step_part(variant(aug_strategy=op))
 
+  def step_realmap(k):
+    """The full step with steps.real_features swapped for the mapped prototype (the
+    module attribute is patched only while tracing)."""
+    f = steps.make_step(s, None, model)
+
+    def traced(*a):
+      saved = steps.real_features
+      steps.real_features = functools.partial(real_features_mapped, k)
+      try:
+        return f(*a)
+      finally:
+        steps.real_features = saved
+
+    return jax.jit(traced), lambda: (state0, real_u8, class_ids, step0)
+
+  for kk in [int(v) for v in args.step_map_chunks.split(",") if v]:
+    parts[f"proto_step_realmap{kk}"] = step_realmap(kk)
+
   def real_fwd(settings):
     m = steps.make_model(settings)
     f = jax.jit(lambda v, r: steps.real_features(m, v, r, class_ids, step0, settings)[0])
@@ -247,6 +299,20 @@ def main(argv=None):
     return jax.grad(loss)(syn_x)
 
   parts["syn_grad"] = (jax.jit(syn_grad), lambda: (variables, syn, real_feats))
+
+  def syn_grad_with(aug_fn):
+    def grad_fn(v, syn_x, rf):
+      def loss(x):
+        xx = steps.synthetic_batch(x, class_ids, step0, s)
+        xx = aug_fn(aug_keys, xx)
+        feats, _ = steps._embed(model, v, xx, s, None)  # pylint: disable=protected-access
+        return jnp.sum(steps._objective_terms(rf, feats, None, None, s)[0])  # pylint: disable=protected-access
+      return jax.grad(loss)(syn_x)
+    return jax.jit(grad_fn)
+
+  parts["syn_grad_aug_none"] = (syn_grad_with(lambda k, x: x), lambda: (variables, syn, real_feats))
+  parts["proto_syn_grad_unified"] = (syn_grad_with(jax.vmap(unified_dsa)),
+                                     lambda: (variables, syn, real_feats))
   parts["net_init"] = (jax.jit(lambda k: nets.init_variables(model, k, s.image_shape)),
                        lambda: (jax.random.key(5),))
 
@@ -267,6 +333,14 @@ def main(argv=None):
                                            x.shape[0], -1)),
       lambda: (prm, flat_real))
 
+  def mapped(k, **kw):
+    return jax.jit(lambda p, x: jax.lax.map(
+        lambda xc: proto_embed(p, xc, **kw), x.reshape((-1, k) + x.shape[1:])).reshape(
+            x.shape[0], -1))
+
+  for kk in [int(v) for v in args.map_chunks.split(",") if v]:
+    parts[f"proto_fwd_map{kk}"] = (mapped(kk), lambda: (prm, flat_real))
+
   # numerical checks of the prototypes against the library
   ref = parts["net_fwd"][0](variables, flat_real)
   checks = {name: float(jnp.max(jnp.abs(parts[name][0](prm, flat_real) - ref))
@@ -281,20 +355,39 @@ def main(argv=None):
   print(json.dumps({"prototype_max_rel_err": checks}), flush=True)
 
   chosen = [p for p in args.parts.split(",") if p] or list(parts)
-  rows = []
+  # Compile everything first, then time in rounds (every part once per round, in turn),
+  # so that contention from other processes on a shared machine hits all parts alike.
+  compiled, info = {}, {}
   for name in chosen:
     fn, args_fn = parts[name]
-    a = args_fn()
-    _, cst = benchlib.compile_stats(fn, *a)
-    t = benchlib.time_calls(fn, args_fn, repeats=args.repeats, warmup=2)
-    row = {"part": name, "median_s": t["median_s"], "min_s": t["min_s"], "max_s": t["max_s"],
-           "compile_s": cst["compile_s"],
+    exe, cst = benchlib.compile_stats(fn, *args_fn())
+    compiled[name] = exe
+    info[name] = cst
+    for _ in range(2):
+      benchlib.block(exe(*args_fn()))
+  walls = {n: [] for n in chosen}
+  cpus = {n: [] for n in chosen}
+  for _ in range(args.repeats):
+    for name in chosen:
+      a = parts[name][1]()
+      benchlib.block(a)
+      c0 = time.process_time()
+      t0 = time.perf_counter()
+      benchlib.block(compiled[name](*a))
+      walls[name].append(time.perf_counter() - t0)
+      cpus[name].append(time.process_time() - c0)
+  rows = []
+  for name in chosen:
+    cst = info[name]
+    row = {"part": name, "median_s": statistics.median(walls[name]),
+           "min_s": min(walls[name]), "max_s": max(walls[name]),
+           "cpu_s": statistics.median(cpus[name]), "compile_s": cst["compile_s"],
            "gflops": (cst["flops"] / 1e9) if cst.get("flops") else None,
            "loadavg": round(os.getloadavg()[0], 2)}
     rows.append(row)
     print(json.dumps(row), flush=True)
-  print(benchlib.markdown_table(rows, ["part", "median_s", "min_s", "max_s", "compile_s",
-                                       "gflops", "loadavg"]))
+  print(benchlib.markdown_table(rows, ["part", "median_s", "min_s", "max_s", "cpu_s",
+                                       "compile_s", "gflops", "loadavg"]))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ For every (method, IPC): `python -m jaxcond.bench --workload reference --fake-da
 process per case, its last stdout line is the JSON result), then
 `../shared/bench/torch_reference_step.py` with the allocator tuning
 GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184
-(the "tuned reference", the yardstick of issue 6). Prints one JSON line per pair and a
-Markdown table with ratio = jaxcond median / tuned-reference median (target <= 1.0).
+(the "tuned reference", the yardstick of issue 6). The two alternate `--rounds` times
+(J T J T) so that load from other processes hits both alike. Prints one JSON line per
+case and a Markdown table with ratio = median jaxcond step / median tuned-reference
+iteration over the rounds (target <= 1.0), and the ratio of each round.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -47,9 +50,9 @@ def run_jax(method, ipc, mode, args) -> dict:
   return _last_json(proc.stdout)
 
 
-def run_torch(method, ipc, args, tuned=True) -> dict:
+def run_torch(method, ipc, args, threads, tuned=True) -> dict:
   cmd = [sys.executable, str(TORCH_SCRIPT), "--method", method, "--ipc", str(ipc),
-         "--iters", str(args.iters), "--threads", str(args.threads), "--device", args.device]
+         "--iters", str(args.iters), "--threads", str(threads), "--device", args.device]
   env = dict(os.environ)
   if tuned:
     env["GLIBC_TUNABLES"] = TUNED
@@ -65,7 +68,12 @@ def main(argv=None):
   ap.add_argument("--ipcs", default="1,10,50")
   ap.add_argument("--m3d-modes", default="joint,per_class")
   ap.add_argument("--iters", type=int, default=10)
-  ap.add_argument("--threads", type=int, default=2)
+  ap.add_argument("--rounds", type=int, default=2,
+                  help="alternate jaxcond and reference runs this many times")
+  ap.add_argument("--torch-threads", default="2",
+                  help="comma-separated torch thread counts; the first is the yardstick, "
+                       "ratio_vs_best_threads compares with the fastest (on a shared "
+                       "machine 2 threads on ~1 free core can lose to 1 thread)")
   ap.add_argument("--device", default="cpu")
   ap.add_argument("--peak-n", type=int, default=4096)
   ap.add_argument("--set", action="append", default=[], help="passed to jaxcond.bench")
@@ -76,21 +84,44 @@ def main(argv=None):
   for method in args.methods.split(","):
     for ipc in [int(v) for v in args.ipcs.split(",")]:
       modes = args.m3d_modes.split(",") if method == "m3d" else [None]
-      for k, mode in enumerate(modes):
-        j = run_jax(method, ipc, mode, args)
-        if k == 0:        # one reference run per (method, ipc), right after the first case
-          t = run_torch(method, ipc, args)
+      jax_runs = {m: [] for m in modes}
+      threads = [int(v) for v in args.torch_threads.split(",")]
+      torch_by_threads = {n: [] for n in threads}
+      for _ in range(args.rounds):       # J T J T ...: contention hits both alike
+        for mode in modes:
+          jax_runs[mode].append(run_jax(method, ipc, mode, args))
+        for n in threads:
+          torch_by_threads[n].append(run_torch(method, ipc, args, threads=n))
+      torch_runs = torch_by_threads[threads[0]]
+      t_med = statistics.median(t["median_s_per_iter"] for t in torch_runs)
+      t_meds = {n: statistics.median(t["median_s_per_iter"] for t in runs)
+                for n, runs in torch_by_threads.items()}
+      t_best = min(t_meds.values())
+      for mode in modes:
+        js = jax_runs[mode]
+        j = js[-1]
+        j_med = statistics.median(r["median_step_s"] for r in js)
         row = {"method": method, "ipc": ipc, "mode": mode or "",
-               "jax_median_s": j["median_step_s"], "jax_min_s": j["min_step_s"],
-               "jax_max_s": j["max_step_s"], "jax_compile_s": j["compile_s"],
-               "torch_median_s": t["median_s_per_iter"], "torch_min_s": t["min_s"],
-               "torch_max_s": t["max_s"],
-               "ratio": j["median_step_s"] / t["median_s_per_iter"],
-               "images_per_s": j["images_per_s"], "gflop_per_step": j["flops_per_step"] / 1e9,
-               "peak_gflops": j["peak_gflops"], "fraction_of_peak": j["fraction_of_peak"],
+               "jax_median_s": j_med, "jax_min_s": min(r["min_step_s"] for r in js),
+               "jax_max_s": max(r["max_step_s"] for r in js),
+               "jax_runs_s": [round(r["median_step_s"], 3) for r in js],
+               "jax_compile_s": j["compile_s"],
+               "torch_median_s": t_med,
+               "torch_runs_s": [round(t["median_s_per_iter"], 3) for t in torch_runs],
+               "ratio": j_med / t_med,
+               "torch_median_by_threads": {str(n): v for n, v in t_meds.items()},
+               "ratio_vs_best_threads": j_med / t_best,
+               "round_ratios": [round(r["median_step_s"] / t["median_s_per_iter"], 3)
+                                for r, t in zip(js, torch_runs)],
+               "images_per_s": j["images_per_step"] / j_med,
+               "gflop_per_step": j["flops_per_step"] / 1e9,
+               "peak_gflops": j["peak_gflops"],
+               "fraction_of_peak": j["flops_per_step"] / j_med / (j["peak_gflops"] * 1e9),
                "jax_other_cores": j["other_procs_cores"],
-               "torch_other_cores": t["median_other_procs_cores"],
-               "loadavg": j["machine"]["loadavg"], "jax": j, "torch": t}
+               "torch_other_cores": torch_runs[-1]["median_other_procs_cores"],
+               "torch_loss": torch_runs[-1]["loss_median"], "jax_loss": j["loss_first"],
+               "loadavg": j["machine"]["loadavg"], "jax": js,
+               "torch": {str(n): runs for n, runs in torch_by_threads.items()}}
         rows.append(row)
         slim = {k2: v for k2, v in row.items() if k2 not in ("jax", "torch")}
         print(json.dumps(slim), flush=True)
@@ -100,7 +131,8 @@ def main(argv=None):
   sys.path.insert(0, str(ROOT))
   from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
   print(benchlib.markdown_table(rows, ["method", "ipc", "mode", "jax_median_s", "jax_min_s",
-                                       "jax_max_s", "torch_median_s", "ratio",
+                                       "jax_max_s", "torch_median_s", "ratio", "round_ratios",
+                                       "torch_median_by_threads", "ratio_vs_best_threads",
                                        "images_per_s", "gflop_per_step", "fraction_of_peak",
                                        "jax_other_cores", "torch_other_cores"]))
 

@@ -181,141 +181,141 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                      "opt": jax.tree.map(lambda _: syn_sharding,
                                          steps.optimizer(s).init(jnp.zeros((1,))))}
   ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=config.keep_checkpoints)
-  start = ckpt.latest_step() or 0
-  state = None
-  if start:
-    meta = ckpt.restore_meta(start)
-    _check_resume(meta, config, workdir, start)
-    abstract = jax.eval_shape(
-        lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + tuple(info.image_shape))))
-    abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                            abstract, state_shardings)
-    saved = ckpt.saved_shapes(start)
-    if [tuple(a.shape) for a in jax.tree.leaves(abstract)] != saved:
-      state = _restore_repadded(ckpt, start, abstract, s, mesh, num_classes)
-    else:
-      state, _ = ckpt.restore(start, abstract)
-    printer(f"resuming from {paths['checkpoints']} at step {start}", force=True)
-    if is_main:
-      report.truncate_jsonl(paths["metrics"], max_step=start)
-      report.truncate_jsonl(paths["eval"], max_step=start)
-  else:
-    if is_main:
-      for p in (paths["metrics"], paths["eval"]):
-        if os.path.exists(p):
-          os.remove(p)
-    if bank is not None:
-      init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
-                        out_shardings=syn_sharding)
-      syn = init_fn(bank)
-    else:
-      init_stream = data.ClassStream(index, batch=steps.init_count(s, config.synthetic.init),
-                                     seed=s.seed, pad_to=c_pad, sharding=sharding5)
-      # A step index no training step uses, so the init images are an independent draw.
-      real0 = init_stream.batch_at(_INIT_STREAM_STEP)
-      real0 = parallel.global_from_local(real0, mesh, (c_pad,) + real0.shape[1:])
-      ids = init_stream.device_fields()[1]
-      syn = jax.jit(steps.init_from_real(s, config.synthetic.init),
-                    out_shardings=syn_sharding)(real0, ids)
-    state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
-
-  if is_main:
-    _write_config_json(paths["config"], config, info, mesh, start, t_data)
-
-  out_shardings = (state_shardings, parallel.replicated(mesh))
   stream = None
-  t0 = time.perf_counter()
-  if bank is not None:
-    jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
-                     donate_argnums=(0,), out_shardings=out_shardings)
-    compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
-        if start < config.steps else None
-    advance = lambda state, step: compiled(state, bank, jnp.int32(step))
-  else:
-    stream = data.ClassStream(index, batch=s.batch_real, seed=s.seed, pad_to=c_pad,
-                              sharding=sharding5, start_step=start,
-                              num_steps=max(config.steps - start, 1))
-    stream_ids = stream.device_fields()[1]
-    jitted = jax.jit(steps.make_step(s, sharding, model), donate_argnums=(0,),
-                     out_shardings=out_shardings)
-    real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
-                                     jnp.uint8, sharding=sharding5)
-    compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
-        if start < config.steps else None
-    batches = iter(stream) if start < config.steps else None
-
-    def advance(state, step):
-      got, real = next(batches)
-      if got != step:
-        raise RuntimeError(f"stream yielded step {got}, expected {step}")
-      return compiled(state, real, stream_ids, jnp.int32(step))
-  t_compile = time.perf_counter() - t0
-  printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
-          f"(factor {s.factor}), {config.steps} steps, {mesh.size} device(s) "
-          f"[{jax.devices()[0].platform}], {jax.process_count()} process(es); "
-          f"data {t_data:.1f}s, compile {t_compile:.1f}s")
-
-  metrics_log = report.JsonlWriter(paths["metrics"], enabled=is_main)
-  eval_log = report.JsonlWriter(paths["eval"], enabled=is_main)
-  per_step_images = steps.images_per_step(s)
-  eval_cache: dict[str, Any] = {}
-  pending: list = []
-  last_good = start
-  timer = report.Timer()
-  interval_start = start
-  last_loss = float("nan")
-
-  def check() -> None:
-    """Fetches pending metrics to the host (blocks) and stops on a NaN/Inf loss."""
-    nonlocal pending
-    pending = _fetch_metrics(pending)
-    bad = _first_bad(pending)
-    if bad is not None:
-      ckpt.wait()
-      bstep, m = bad
-      what = (f"loss is {float(m['loss'])}" if not np.isfinite(m["loss"])
-              else "the synthetic set has non-finite pixels")
-      raise DivergedError(
-          f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). Last good "
-          f"checkpoint: step {last_good} in {paths['checkpoints']}")
-
-  def flush(step_now: int) -> None:
-    """Checks the pending metrics and logs one line (JSONL + terminal) for them."""
-    nonlocal pending, interval_start, last_loss
-    if not pending:
-      return
-    check()
-    fetched, pending = pending, []
-    dt = timer.lap()
-    n = step_now - interval_start
-    interval_start = step_now
-    step_time = dt / max(n, 1)
-    mean = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]
-            if k.startswith("loss")}
-    last_loss = mean["loss"]
-    ips = per_step_images / step_time
-    record = {"step": step_now, **mean, "steps_in_interval": n,
-              "step_time_s": step_time, "images_per_s": ips}
-    metrics_log.write(record)
-    terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
-    printer(report.progress_line(step_now, config.steps, mean["loss"], ips,
-                                 step_time * (config.steps - step_now), terms))
-
-  def save(step_now: int) -> None:
-    nonlocal last_good
-    check()
-    ckpt.save(step_now, state, {"step": step_now, "config_hash": configs.config_hash(config),
-                                "trajectory": configs.trajectory_dict(config),
-                                "versions": _versions()})
-    last_good = step_now
-    _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
-               is_main)
-
-  if start == 0:   # every process takes part in the gather; process 0 writes
-    _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, is_main)
-
-  step = start
   try:
+    start = ckpt.latest_step() or 0
+    state = None
+    if start:
+      meta = ckpt.restore_meta(start)
+      _check_resume(meta, config, workdir, start)
+      abstract = jax.eval_shape(
+          lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + tuple(info.image_shape))))
+      abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                              abstract, state_shardings)
+      saved = ckpt.saved_shapes(start)
+      if [tuple(a.shape) for a in jax.tree.leaves(abstract)] != saved:
+        state = _restore_repadded(ckpt, start, abstract, s, mesh, num_classes)
+      else:
+        state, _ = ckpt.restore(start, abstract)
+      printer(f"resuming from {paths['checkpoints']} at step {start}", force=True)
+      if is_main:
+        report.truncate_jsonl(paths["metrics"], max_step=start)
+        report.truncate_jsonl(paths["eval"], max_step=start)
+    else:
+      if is_main:
+        for p in (paths["metrics"], paths["eval"]):
+          if os.path.exists(p):
+            os.remove(p)
+      if bank is not None:
+        init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
+                          out_shardings=syn_sharding)
+        syn = init_fn(bank)
+      else:
+        init_stream = data.ClassStream(index, batch=steps.init_count(s, config.synthetic.init),
+                                       seed=s.seed, pad_to=c_pad, sharding=sharding5)
+        # A step index no training step uses, so the init images are an independent draw.
+        real0 = init_stream.batch_at(_INIT_STREAM_STEP)
+        real0 = parallel.global_from_local(real0, mesh, (c_pad,) + real0.shape[1:])
+        ids = init_stream.device_fields()[1]
+        syn = jax.jit(steps.init_from_real(s, config.synthetic.init),
+                      out_shardings=syn_sharding)(real0, ids)
+      state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
+
+    if is_main:
+      _write_config_json(paths["config"], config, info, mesh, start, t_data)
+
+    out_shardings = (state_shardings, parallel.replicated(mesh))
+    t0 = time.perf_counter()
+    if bank is not None:
+      jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
+                       donate_argnums=(0,), out_shardings=out_shardings)
+      compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
+          if start < config.steps else None
+      advance = lambda state, step: compiled(state, bank, jnp.int32(step))
+    else:
+      stream = data.ClassStream(index, batch=s.batch_real, seed=s.seed, pad_to=c_pad,
+                                sharding=sharding5, start_step=start,
+                                num_steps=max(config.steps - start, 1))
+      stream_ids = stream.device_fields()[1]
+      jitted = jax.jit(steps.make_step(s, sharding, model), donate_argnums=(0,),
+                       out_shardings=out_shardings)
+      real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
+                                       jnp.uint8, sharding=sharding5)
+      compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
+          if start < config.steps else None
+      batches = iter(stream) if start < config.steps else None
+
+      def advance(state, step):
+        got, real = next(batches)
+        if got != step:
+          raise RuntimeError(f"stream yielded step {got}, expected {step}")
+        return compiled(state, real, stream_ids, jnp.int32(step))
+    t_compile = time.perf_counter() - t0
+    printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
+            f"(factor {s.factor}), {config.steps} steps, {mesh.size} device(s) "
+            f"[{jax.devices()[0].platform}], {jax.process_count()} process(es); "
+            f"data {t_data:.1f}s, compile {t_compile:.1f}s")
+
+    metrics_log = report.JsonlWriter(paths["metrics"], enabled=is_main)
+    eval_log = report.JsonlWriter(paths["eval"], enabled=is_main)
+    per_step_images = steps.images_per_step(s)
+    eval_cache: dict[str, Any] = {}
+    pending: list = []
+    last_good = start
+    timer = report.Timer()
+    interval_start = start
+    last_loss = float("nan")
+
+    def check() -> None:
+      """Fetches pending metrics to the host (blocks) and stops on a NaN/Inf loss."""
+      nonlocal pending
+      pending = _fetch_metrics(pending)
+      bad = _first_bad(pending)
+      if bad is not None:
+        ckpt.wait()
+        bstep, m = bad
+        what = (f"loss is {float(m['loss'])}" if not np.isfinite(m["loss"])
+                else "the synthetic set has non-finite pixels")
+        raise DivergedError(
+            f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). Last good "
+            f"checkpoint: step {last_good} in {paths['checkpoints']}")
+
+    def flush(step_now: int) -> None:
+      """Checks the pending metrics and logs one line (JSONL + terminal) for them."""
+      nonlocal pending, interval_start, last_loss
+      if not pending:
+        return
+      check()
+      fetched, pending = pending, []
+      dt = timer.lap()
+      n = step_now - interval_start
+      interval_start = step_now
+      step_time = dt / max(n, 1)
+      mean = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]
+              if k.startswith("loss")}
+      last_loss = mean["loss"]
+      ips = per_step_images / step_time
+      record = {"step": step_now, **mean, "steps_in_interval": n,
+                "step_time_s": step_time, "images_per_s": ips}
+      metrics_log.write(record)
+      terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
+      printer(report.progress_line(step_now, config.steps, mean["loss"], ips,
+                                   step_time * (config.steps - step_now), terms))
+
+    def save(step_now: int) -> None:
+      nonlocal last_good
+      check()
+      ckpt.save(step_now, state, {"step": step_now, "config_hash": configs.config_hash(config),
+                                  "trajectory": configs.trajectory_dict(config),
+                                  "versions": _versions()})
+      last_good = step_now
+      _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
+                 is_main)
+
+    if start == 0:   # every process takes part in the gather; process 0 writes
+      _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, is_main)
+
+    step = start
     while step < config.steps:
       state, m = advance(state, step)
       step += 1

@@ -58,7 +58,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -960,6 +960,11 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
   settings = EvalSettings.from_config(_cfg_get(config, "eval"), dataset=ds["name"])
   if models:
     settings = dataclasses.replace(settings, models=_model_tuple(models))
+  from jaxcond import nets
+  for name in settings.pool + ((feature_net,) if baseline in ("herding", "kcenter") else ()):
+    if name not in nets.MODEL_NAMES:
+      raise ConfigError(f"eval.models: unknown model {name!r}; valid names: "
+                        f"{', '.join(nets.MODEL_NAMES)}")
   num_classes = int(info.num_classes)
   image_shape = tuple(int(s) for s in info.image_shape)
   ipc = _cfg_get(config, "ipc")

@@ -144,6 +144,25 @@ def test_report_helpers(tmp_path):
   assert [r["step"] for r in report.read_jsonl(path)] == [1, 2]
 
 
+EVAL = {"eval.num_nets": 1, "eval.epochs": 2, "eval.model": "convnetd1"}
+
+
+def test_final_evaluation(tmp_path):
+  out = condense.run(tiny_config("dm", steps=2, checkpoint_every=0, **EVAL), str(tmp_path))
+  (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
+  assert record["step"] == 2 and record["protocol"] == "dm" and record["num_nets"] == 1
+  assert 0.0 <= record["mean"] <= 100.0 and out["eval"] == record
+
+
+@pytest.mark.slow
+def test_in_loop_evaluation(tmp_path):
+  c = tiny_config("m3d", steps=4, checkpoint_every=0, **EVAL, **{"eval.every": 2})
+  out = condense.run(c, str(tmp_path))
+  records = report.read_jsonl(tmp_path / "eval.jsonl")
+  assert [r["step"] for r in records] == [2, 4] and out["eval"]["step"] == 4
+  assert all(r["protocol"] == "idc" and r["decoded"] for r in records)
+
+
 # --------------------------------------------------------------------------- validation
 
 def _no_compile(monkeypatch):
@@ -341,10 +360,6 @@ def _free_port():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("JAXCOND_MULTIPROCESS_TESTS") != "1",
-    reason="KNOWN HANG: the 2-process gloo run deadlocks on this CPU machine (see the "
-           "issue-4 note); opt in with JAXCOND_MULTIPROCESS_TESTS=1 while debugging")
 @pytest.mark.parametrize("method", ["dm", "m3d"])
 def test_two_processes_equal_one(tmp_path, method):
   over = {"steps": 4, "checkpoint_every": 2, "log_every": 1}

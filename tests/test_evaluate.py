@@ -1,7 +1,5 @@
 """Evaluation protocols, training loop, CutMix, results format and CLI (jaxcond.evaluate)."""
 import json
-import pathlib
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -448,6 +446,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
        "normalisation mean"),
       ([f"--synthetic={_write_npz(tmp_path / 'e.npz')}", "--baseline=random"], "exactly one"),
       (["--baseline=kmeans"], "baseline"),
+      (["--baseline=random", "--models=convnet,resnet99"], "unknown model 'resnet99'"),
       ([f"--synthetic={_write_npz(tmp_path / 'f.npz')}", "--config.eval.num_nets=0"],
        "num_nets"),
   ]
