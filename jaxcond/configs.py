@@ -81,6 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.pool = ""
 
   c.batch_real = 256
+  c.real_chunk = -1              # real images/class per lax.map step; 0 = all, -1 = auto
   c.log_every = 100
   c.num_devices = 0              # 0 = all devices
   c.quiet = False
@@ -439,6 +440,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check_float("synthetic.momentum", s.momentum, lo=0.0, hi=1.0, hi_open=True)
   _check_int("synthetic.batch_syn_max", s.batch_syn_max, lo=0)
 
+  _check_int("real_chunk", c.real_chunk, lo=-1)
+  if c.real_chunk > 0:
+    if c.batch_real % c.real_chunk:
+      raise ConfigError(f"real_chunk: {c.real_chunk} does not divide batch_real "
+                        f"{c.batch_real}")
+    if _uses_batch_norm(c):
+      raise ConfigError("real_chunk: a batch-norm net needs the whole real batch at once; "
+                        "set real_chunk=0 (or -1)")
+
   check_choice("augment.policy", c.augment.policy, POLICIES)
   check_strategy("augment.strategy", c.augment.strategy)
 
@@ -580,7 +590,31 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       style_mode=c.ddm.style_mode.lower(),
       style_tap=c.ddm.style_tap.lower(),
       icd_k=int(c.ddm.k),
+      real_chunk=resolve_real_chunk(c, info),
   )
+
+
+def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
+  """`real_chunk` -1 (auto): on CPU about 160 real images per lax.map iteration (fastest
+  of those measured, docs/benchmarks.md), on accelerators the whole batch at once. Nets with batch
+  norm always take the whole batch (their statistics are over the batch)."""
+  k = int(c.real_chunk)
+  if k == 0 or _uses_batch_norm(c):
+    return 0
+  if k > 0:
+    return k
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu":
+    return 0
+  b = int(c.batch_real)
+  target = max(1, 160 // max(1, int(info.num_classes)))
+  return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
+
+
+def _uses_batch_norm(c: ml_collections.ConfigDict) -> bool:
+  name = c.model.name.lower()
+  norm = (c.model.norm or "").lower()
+  return norm in ("batch", "bn", "batchnorm") or (not norm and "bn" in name.split("_"))
 
 
 def to_jsonable(c: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class StepSettings:
   style_mode: str = "batchavg"
   style_tap: str = "norm"
   icd_k: int = 0                   # 0 = objectives.icd_k(ipc)
+  real_chunk: int = 0              # real images per class per lax.map iteration (0 = all)
 
   @property
   def syn_per_class(self) -> int:
@@ -224,9 +225,24 @@ def real_features(model, variables, real_u8, class_ids, step, s: StepSettings,
                   sharding_fn=None):
   """Augmented real features (no gradient): feats [C, B, d], taps or None."""
   aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(class_ids))
-  real = _constrain(normalize_real(real_u8, s), sharding_fn)
-  real = _augment(real, aug_keys, s)
-  feats, taps = _embed(model, variables, real, s, sharding_fn)
+
+  def features(u8):
+    real = _constrain(normalize_real(u8, s), sharding_fn)
+    return _embed(model, variables, _augment(real, aug_keys, s), s, sharding_fn)
+
+  c, b = real_u8.shape[:2]
+  k = s.real_chunk
+  if not k or k >= b:
+    feats, taps = features(real_u8)
+  else:
+    # Chunks of k images per class through lax.map: the same features (siamese DSA does
+    # not depend on the batch, norms are per sample), but XLA:CPU runs the convolutions
+    # of ~160-image batches markedly faster than one 2560-image batch (docs/benchmarks.md).
+    chunks = jnp.swapaxes(real_u8.reshape((c, b // k, k) + real_u8.shape[2:]), 0, 1)
+    feats, taps = jax.lax.map(features, chunks)
+    unchunk = lambda t: jnp.swapaxes(t, 0, 1).reshape((c, b) + t.shape[3:])
+    feats = _constrain(unchunk(feats), sharding_fn)
+    taps = None if taps is None else [_constrain(unchunk(t), sharding_fn) for t in taps]
   return jax.lax.stop_gradient((feats, taps))
 
 

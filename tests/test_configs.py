@@ -96,6 +96,8 @@ def test_arg_field_override_and_unknown_arg():
     ("dataset.name", "cifar11", "dataset.name"),
     ("batch_real", 0, "batch_real"),
     ("eval.protocol", "best", "eval.protocol"),
+    ("real_chunk", -2, "real_chunk"),
+    ("real_chunk", 100, "real_chunk"),     # does not divide batch_real 256
 ])
 def test_invalid_fields_name_the_field(field, value, expect):
   c = configs.make_config("cifar10", "")
@@ -166,3 +168,18 @@ def test_step_settings_are_plain():
   assert hash(s) is not None
   assert (s.method, s.factor, s.step_mode, s.ipm, s.syn_per_class) == ("m3d", 2, "per_class",
                                                                        5, 40)
+
+
+def test_real_chunk_resolution():
+  from jaxcond.data import registry
+  info = registry.get_info("cifar10")
+  c = configs.make_config("cifar10", "method=dm,ipc=10")
+  assert configs.step_settings(c, info).real_chunk == 16     # auto on CPU: 160 images
+  c.real_chunk = 0
+  assert configs.step_settings(c, info).real_chunk == 0
+  c.real_chunk = 32
+  assert configs.step_settings(c, info).real_chunk == 32
+  c.model.name = "convnet_bn"                                  # batch statistics: no chunks
+  assert "batch-norm" in one_line_error(configs.validate, c)
+  c.real_chunk = -1
+  assert configs.step_settings(c, info).real_chunk == 0

@@ -418,3 +418,41 @@ def test_bad_inputs_to_forward():
                    variables)
   with pytest.raises(ConfigError, match=r"\[N, H, W, channels\]"):
     jax.eval_shape(lambda v: nets.embed(model, v, jnp.zeros(CIFAR)), variables)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pad", [
+    ((3, 9, 9, 1), (3, 3, 1, 4), 1, 3),     # MNIST first layer: im2col kernel gradient
+    ((2, 8, 8, 3), (3, 3, 3, 5), 1, 1),
+    ((2, 8, 8, 16), (3, 3, 16, 6), 2, 1),   # ResNet downsampling: per-tap matmuls
+    ((2, 9, 9, 8), (1, 1, 8, 4), 2, 0),     # 1x1 shortcut
+])
+def test_conv2d_gradients_match_lax(shape, kernel, stride, pad):
+  """The CPU conv's matmul kernel gradient and its input gradient equal lax's own."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  padding = ((pad, pad), (pad, pad))
+
+  def loss(conv_fn, x, w):
+    y = conv_fn(x, w)
+    return jnp.sum(jnp.sin(y) * y)
+
+  ours = lambda x, w: torch_init.conv2d(x, w, (stride, stride), padding)
+  lax_conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST)
+  np.testing.assert_allclose(ours(x, w), lax_conv(x, w), rtol=1e-5, atol=1e-5)
+  g_ours = jax.grad(functools.partial(loss, ours), argnums=(0, 1))(x, w)
+  g_lax = jax.grad(functools.partial(loss, lax_conv), argnums=(0, 1))(x, w)
+  for a, b in zip(g_ours, g_lax):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+  x64 = np.asarray(x, np.float64)                # kernel gradient against float64 numpy
+  y = np.asarray(lax_conv(x, w), np.float64)
+  gy = np.sin(y) + y * np.cos(y)
+  xp = np.pad(x64, ((0, 0), padding[0], padding[1], (0, 0)))
+  ho, wo = y.shape[1:3]
+  ref = np.zeros(kernel)
+  for dy in range(kernel[0]):
+    for dx in range(kernel[1]):
+      view = xp[:, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride]
+      ref[dy, dx] = np.einsum("nhwc,nhwd->cd", view, gy)
+  np.testing.assert_allclose(g_ours[1], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
