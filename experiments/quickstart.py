@@ -19,9 +19,10 @@ Choices for 8×8 inputs (not from the papers):
   a third block would pool to 1×1 and keep no spatial layout.
 - width 64, 200 steps, batch_real 32 (a class has ~144 training images); evaluation with
   2 nets x 100 epochs (DM protocol, shortened from 1000).
-Measured (docs/condense.md): 49.5 s wall on a shared 2-core CPU; DM 96.90 ± 0.28 % test
-accuracy vs 94.65 % for the real-image initialisation (`--config.steps=0`); DDM 95.63 %;
-M3D 87.04 % (factor 2 cuts 8×8 digits into 4×4 cells; IDC protocol).
+Measured (docs/results.md, seed 0): 27.5 s wall on a quiet 2-core CPU (2026-11-21); DM
+96.96 ± 0.21 % (5 nets) against 92.45 ± 1.61 % for random 10-per-class subsets under the
+same evaluation settings; 94.65 % for the real-image initialisation (`--config.steps=0`);
+DDM 95.63 %; M3D 87.04 % (factor 2 cuts 8×8 digits into 4×4 cells; IDC protocol).
 """
 from jaxcond import configs
 
