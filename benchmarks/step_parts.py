@@ -87,49 +87,15 @@ def proto_embed(params, x, *, onepass=False, reshape_pool=False, eps=1e-5, depth
   return x.reshape(x.shape[0], -1)
 
 
-def _affine_sample(x, theta):
-  """One torch-style affine_grid + bilinear grid_sample (zeros) of x [n, h, w, c] with
-  theta [2, 3] (align_corners=False), same maths as jaxcond.augment._affine_shared."""
-  n, h, w, c = x.shape
-  cx = (2.0 * jnp.arange(w, dtype=jnp.float32) + 1.0 - w)[None, :]
-  cy = (2.0 * jnp.arange(h, dtype=jnp.float32) + 1.0 - h)[:, None]
-  ix = (theta[0, 0] * cx + theta[0, 1] * (w / h) * cy + theta[0, 2] * w + (w - 1.0)) / 2.0
-  iy = (theta[1, 0] * (h / w) * cx + theta[1, 1] * cy + theta[1, 2] * h + (h - 1.0)) / 2.0
-  x0, y0 = jnp.floor(ix), jnp.floor(iy)
-  tx, ty = ix - x0, iy - y0
-  x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-  flat = x.reshape(n, h * w, c)
-  out = jnp.zeros_like(x)
-  for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx),
-                      (1, 0, ty * (1 - tx)), (1, 1, ty * tx)):
-    yy, xx = y0 + dy, x0 + dx
-    valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-    idx = jnp.clip(yy, 0, h - 1) * w + jnp.clip(xx, 0, w - 1)
-    vals = jnp.take(flat, idx.reshape(-1), axis=1).reshape(n, h, w, c)
-    out = out + vals * jnp.where(valid, wgt, 0.0)[None, :, :, None]
-  return out
-
-
 def _affine_sample_rows(x, theta):
-  """`_affine_sample` with the spatial axis leading: x as [h·w, n·c] rows, so each of the
-  4 bilinear taps gathers whole contiguous rows of n·c floats (cheap on CPU), instead of
-  n·h·w separate c-float slices."""
+  """`augment._affine_shared` with the spatial axis leading: x as [h·w, n·c] rows, so each
+  of the 4 bilinear taps gathers whole contiguous rows of n·c floats (cheap on CPU),
+  instead of n·h·w separate c-float slices."""
   n, h, w, c = x.shape
-  cx = (2.0 * jnp.arange(w, dtype=jnp.float32) + 1.0 - w)[None, :]
-  cy = (2.0 * jnp.arange(h, dtype=jnp.float32) + 1.0 - h)[:, None]
-  ix = (theta[0, 0] * cx + theta[0, 1] * (w / h) * cy + theta[0, 2] * w + (w - 1.0)) / 2.0
-  iy = (theta[1, 0] * (h / w) * cx + theta[1, 1] * cy + theta[1, 2] * h + (h - 1.0)) / 2.0
-  x0, y0 = jnp.floor(ix), jnp.floor(iy)
-  tx, ty = ix - x0, iy - y0
-  x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
   rows = jnp.transpose(x, (1, 2, 0, 3)).reshape(h * w, n * c)
   out = jnp.zeros_like(rows)
-  for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx),
-                      (1, 0, ty * (1 - tx)), (1, 1, ty * tx)):
-    yy, xx = y0 + dy, x0 + dx
-    valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-    idx = (jnp.clip(yy, 0, h - 1) * w + jnp.clip(xx, 0, w - 1)).reshape(-1)
-    out = out + jnp.take(rows, idx, axis=0) * jnp.where(valid, wgt, 0.0).reshape(-1, 1)
+  for idx, wgt in aug_lib.bilinear_taps(theta, h, w):
+    out = out + jnp.take(rows, idx.reshape(-1), axis=0) * wgt.reshape(-1, 1)
   return jnp.transpose(out.reshape(h, w, n, c), (2, 0, 1, 3))
 
 
@@ -163,7 +129,7 @@ def unified_dsa(key, x, ops=aug_lib.parse_strategy(aug_lib.DEFAULT_STRATEGY),
   if "rotate" in ops:
     t = aug_lib._rotate_theta(prm["rotate"]["angle"])  # pylint: disable=protected-access
     theta = jnp.where(is_op["rotate"], t, theta)
-  x = (_affine_sample_rows if rows else _affine_sample)(x, theta)     # identity theta is an exact identity (weights 1/0)
+  x = (_affine_sample_rows if rows else aug_lib._affine_shared)(x, theta)     # identity theta is an exact identity (weights 1/0)
   if "color" in ops:
     cp = prm["color"]
     y = x + (cp["brightness"] - 0.5) * p.brightness

@@ -228,9 +228,10 @@ def _apply_cutout(x, oy, ox, side_h: int, side_w: int):
   return jnp.where(box[..., None], 0.0, x)
 
 
-def _affine_shared(x, theta):
-  """torch affine_grid + grid_sample(bilinear, zeros, align_corners=False), one theta [2, 3]."""
-  n, h, w, c = x.shape
+def bilinear_taps(theta, h: int, w: int):
+  """The 4 bilinear taps of torch affine_grid + grid_sample (zeros, align_corners=False)
+  for one theta [2, 3] on an h×w image: [(flat source index [H, W] int32, weight [H, W])],
+  weights zeroed where the tap falls outside the image."""
   theta = jnp.asarray(theta, jnp.float32)
   # Output pixel centres (2j + 1)/w - 1 kept as exact integers cx = 2j + 1 - w; the source
   # pixel coordinate ((g + 1)·w - 1)/2 of grid_sample is then expanded so that the identity
@@ -245,15 +246,24 @@ def _affine_shared(x, theta):
   ty = iy - y0
   x0 = x0.astype(jnp.int32)
   y0 = y0.astype(jnp.int32)
-  flat = x.reshape(n, h * w, c)
-  out = jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32))
+  taps = []
   for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx),
                       (1, 0, ty * (1 - tx)), (1, 1, ty * tx)):
     yy, xx = y0 + dy, x0 + dx
     valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
     idx = jnp.clip(yy, 0, h - 1) * w + jnp.clip(xx, 0, w - 1)
+    taps.append((idx, jnp.where(valid, wgt, 0.0)))
+  return taps
+
+
+def _affine_shared(x, theta):
+  """torch affine_grid + grid_sample(bilinear, zeros, align_corners=False), one theta [2, 3]."""
+  n, h, w, c = x.shape
+  flat = x.reshape(n, h * w, c)
+  out = jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32))
+  for idx, wgt in bilinear_taps(theta, h, w):
     vals = jnp.take(flat, idx.reshape(-1), axis=1).reshape(n, h, w, c)
-    out = out + vals * jnp.where(valid, wgt, 0.0)[None, :, :, None]
+    out = out + vals * wgt[None, :, :, None]
   return out.astype(x.dtype)
 
 
