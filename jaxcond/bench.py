@@ -471,8 +471,11 @@ def _case_configs(args) -> list:
   """All (config, device count) cases, built and validated before anything compiles."""
   devices = _int_list(args.num_devices, "--num-devices")
   if args.sweep == "classes":
+    if "," in (args.method or "") or "," in (args.ipc or ""):
+      raise ConfigError("--sweep takes one --method and one --ipc")
     if args.config is None:
-      config = configs.make_config("cifar10", "method=dm,ipc=1")
+      config = configs.make_config("cifar10", f"method={args.method or 'dm'},"
+                                              f"ipc={int(args.ipc) if args.ipc else 1}")
       for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:

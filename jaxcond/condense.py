@@ -451,7 +451,8 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   settings = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
   t0 = time.perf_counter()
   results = evaluate.evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
-                                   num_classes=s.num_classes, seed=settings.seed)
+                                   num_classes=s.num_classes, seed=settings.seed,
+                                   log=lambda line: printer(f"  eval {line}"))
   first = results[settings.pool[0]]
   record = {"step": step, "mean": first["mean"], "std": first["std"],
             "accuracies": first["accuracies"], "protocol": settings.protocol,

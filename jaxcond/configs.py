@@ -47,10 +47,11 @@ NO_FLIP_STRATEGY = "color_crop_cutout_scale_rotate"
 DIGIT_DATASETS = ("mnist", "svhn", "digits")   # DM README: drop flip for digits
 
 # Fields that do not change the trajectory of the synthetic set: a checkpoint made with
-# different values of these may be resumed (e.g. more `steps`, another device count).
+# different values of these may be resumed (e.g. more `steps`, another device count; the
+# chunk sizes and the device count change only float rounding).
 NON_TRAJECTORY_FIELDS = (
     "steps", "checkpoint_every", "keep_checkpoints", "log_every", "quiet", "num_devices",
-    "image_every", "dataset.source", "dataset.path", "eval",
+    "real_chunk", "syn_chunk", "image_every", "dataset.source", "dataset.path", "eval",
 )
 
 
@@ -82,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.batch_real = 256
   c.real_chunk = -1              # real images/class per lax.map step; 0 = all, -1 = auto
+  c.syn_chunk = -1               # synthetic images per gradient group; 0 = one, -1 = auto
   c.log_every = 100
   c.num_devices = 0              # 0 = all devices
   c.quiet = False
@@ -449,6 +451,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise ConfigError("real_chunk: a batch-norm net needs the whole real batch at once; "
                         "set real_chunk=0 (or -1)")
 
+  _check_int("syn_chunk", c.syn_chunk, lo=-1)
+  if c.syn_chunk > 0 and _uses_batch_norm(c):
+    raise ConfigError("syn_chunk: a batch-norm net needs the whole synthetic batch at once; "
+                      "set syn_chunk=0 (or -1)")
+
   check_choice("augment.policy", c.augment.policy, POLICIES)
   check_strategy("augment.strategy", c.augment.strategy)
 
@@ -591,6 +598,7 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       style_tap=c.ddm.style_tap.lower(),
       icd_k=int(c.ddm.k),
       real_chunk=resolve_real_chunk(c, info),
+      syn_chunk=resolve_syn_chunk(c),
   )
 
 
@@ -609,6 +617,22 @@ def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
   b = int(c.batch_real)
   target = max(1, 160 // max(1, int(info.num_classes)))
   return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
+
+
+SYN_CHUNK_CPU = 50
+
+
+def resolve_syn_chunk(c: ml_collections.ConfigDict) -> int:
+  """`syn_chunk` -1 (auto): on CPU, gradient groups of about 50 synthetic images (whole
+  classes; `steps.classes_per_group`), measured faster than one large batch
+  (docs/benchmarks.md); on accelerators one group. Batch-norm nets always take one group."""
+  k = int(c.syn_chunk)
+  if k == 0 or _uses_batch_norm(c):
+    return 0
+  if k > 0:
+    return k
+  import jax  # pylint: disable=g-import-not-at-top
+  return SYN_CHUNK_CPU if jax.default_backend() == "cpu" else 0
 
 
 def _uses_batch_norm(c: ml_collections.ConfigDict) -> bool:

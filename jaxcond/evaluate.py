@@ -604,7 +604,8 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
                    seed: int, net_ids: Sequence[int] | None = None,
                    test_batch_size: int = 500, vectorize: str | None = None,
                    loop: str | None = None, num_devices: int | None = None,
-                   return_states: bool = False) -> dict:
+                   return_states: bool = False, progress: Callable[[str], None] | None = None,
+                   progress_every_s: float = 30.0) -> dict:
   """Trains the networks `net_ids` (default 0..num_nets-1) and tests them at every checkpoint.
 
   x_train [n, H, W, ch] is shared by all networks; [num_nets, n, H, W, ch] (with y_train
@@ -612,6 +613,7 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
   ("vmap" | "map" | "unroll") default to `default_execution()`; all choices train the same
   networks. Returns {"checkpoint_passes": [...], "checkpoint_accuracies": [[% per net] per
   checkpoint], "wall_seconds", "devices", "loop", "vectorize"[, "states"]}.
+  `progress(line)` hears about the passes done every `progress_every_s` seconds.
   """
   d_loop, d_vec = default_execution()
   loop, vectorize = loop or d_loop, vectorize or d_vec
@@ -659,6 +661,19 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
   accs = []
   train_s = test_s = 0.0
   first_step_s = None
+  last_report = clock()
+
+  def report(passes_done):
+    nonlocal last_report
+    if progress is None or clock() - last_report < progress_every_s:
+      return
+    jax.block_until_ready(states)       # dispatch runs ahead: time what has finished
+    now = clock()
+    last_report = now
+    rate = (now - start_time) / max(passes_done, 1)
+    progress(f"pass {passes_done}/{settings.passes}  {now - start_time:.0f} s  "
+             f"ETA {rate * (settings.passes - passes_done):.0f} s")
+
   for mark in settings.checkpoint_passes():
     t0 = clock()
     if loop == "device":
@@ -672,6 +687,7 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
           if first_step_s is None:   # compilation + one step, for throughput reports
             jax.block_until_ready(states)
             first_step_s = clock() - t0
+        report(epoch + 1)
     jax.block_until_ready(states)
     t1 = clock()
     train_s += t1 - t0
@@ -679,6 +695,8 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
     correct = np.asarray(prog["test"](states, xb, yb, mb))[:num]
     test_s += clock() - t1
     accs.append((100.0 * correct / x_test.shape[0]).tolist())
+    if loop == "device":
+      report(mark)
   out = {"checkpoint_passes": list(settings.checkpoint_passes()),
          "checkpoint_accuracies": accs,
          "wall_seconds": clock() - start_time, "train_seconds": train_s,
@@ -750,7 +768,8 @@ def summarize(run: dict, settings: EvalSettings, model: str, num_train: int) -> 
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                     num_classes: int, seed: int, model: str | None = None,
                     net: NetFns | None = None, test_batch_size: int = 500,
-                    vectorize: str | None = None, loop: str | None = None) -> dict:
+                    vectorize: str | None = None, loop: str | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
   """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
   y_train) under `settings.protocol` and tests them on (x_test, y_test).
 
@@ -764,19 +783,23 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
     net = registry_net(model, num_classes=num_classes,
                        image_shape=tuple(int(s) for s in np.shape(x_test)[1:]))
   run = train_and_test(net, x_train, y_train, x_test, y_test, settings=settings, seed=seed,
-                       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop)
+                       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
+                       progress=progress)
   return summarize(run, settings, model, int(np.shape(x_train)[-4]))
 
 
 def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                   num_classes: int, seed: int, log: Callable | None = None,
                   **kwargs) -> dict[str, dict]:
-  """evaluate_arrays for every architecture of settings.pool (same seeds); {model: result}."""
+  """evaluate_arrays for every architecture of settings.pool (same seeds); {model: result}.
+  `log` hears progress lines and, for a pool of several models, each model's summary."""
   out = {}
   for name in settings.pool:
-    out[name] = evaluate_arrays(x_train, y_train, x_test, y_test, settings=settings,
-                                num_classes=num_classes, seed=seed, model=name, **kwargs)
-    if log:
+    out[name] = evaluate_arrays(
+        x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
+        seed=seed, model=name, progress=(lambda s, n=name: log(f"{n}: {s}")) if log else None,
+        **kwargs)
+    if log and len(settings.pool) > 1:
       log(summary_line(out[name]))
   return out
 
@@ -1075,7 +1098,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     run(fv.config, workdir=fv.workdir, synthetic=fv.synthetic, baseline=fv.baseline,
         models=fv.models, feature_net=fv.feature_net, test_batch_size=fv.test_batch_size,
-        vectorize=fv.vectorize, loop=fv.loop, command=" ".join(["python -m jaxcond.evaluate", *argv[1:]]))
+        vectorize=fv.vectorize, loop=fv.loop, log=functools.partial(print, flush=True),
+        command=" ".join(["python -m jaxcond.evaluate", *argv[1:]]))
   except JaxcondError as err:
     print(f"error: {err}", file=sys.stderr)
     return 2

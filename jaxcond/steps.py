@@ -85,6 +85,7 @@ class StepSettings:
   style_tap: str = "norm"
   icd_k: int = 0                   # 0 = objectives.icd_k(ipc)
   real_chunk: int = 0              # real images per class per lax.map iteration (0 = all)
+  syn_chunk: int = 0               # synthetic images per gradient group (0 = one group)
 
   @property
   def syn_per_class(self) -> int:
@@ -256,6 +257,21 @@ def class_losses(model, variables, syn, real_feats, real_taps, class_ids, step,
   return _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s)
 
 
+MAX_SYN_GROUPS = 32   # unrolled in the program: bounds compile time at many classes
+
+
+def classes_per_group(num_slots: int, syn_per_class: int, syn_chunk: int) -> int:
+  """Classes per synthetic gradient group: whole classes, about `syn_chunk` images, a
+  divisor of the (padded) class count, at most MAX_SYN_GROUPS groups."""
+  if syn_chunk <= 0:
+    return num_slots
+  want = max(1, syn_chunk // max(1, syn_per_class))
+  lo = -(-num_slots // MAX_SYN_GROUPS)
+  divisors = [d for d in range(1, num_slots + 1) if num_slots % d == 0]
+  fits = [d for d in divisors if lo <= d <= max(want, lo)]
+  return max(fits) if fits else min(d for d in divisors if d >= lo)
+
+
 def _masked_sum(per_class, valid):
   return jnp.sum(jnp.where(valid, per_class, 0.0))
 
@@ -289,16 +305,37 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
     real_feats, real_taps = real_features(model, variables, real_u8, class_ids, step, s,
                                           sharding_fn)
 
-    def total_loss(syn):
-      per_class_total, terms = class_losses(model, variables, syn, real_feats, real_taps,
-                                            class_ids, step, s, sharding_fn)
-      sums = {k: _masked_sum(v, valid) for k, v in terms.items()}
-      return _masked_sum(per_class_total, valid), sums
+    def group_loss(syn, sl):
+      taps = None if real_taps is None else [t[sl] for t in real_taps]
+      per_class_total, terms = class_losses(model, variables, syn, real_feats[sl], taps,
+                                            class_ids[sl], step, s, sharding_fn)
+      sums = {k: _masked_sum(v, valid[sl]) for k, v in terms.items()}
+      return _masked_sum(per_class_total, valid[sl]), sums
+
+    def loss_and_grad(syn):
+      # The objective is a sum of per-class terms and each class's term sees only its own
+      # synthetic images, so the gradient can be taken group by group: the same values,
+      # but XLA:CPU runs the forward/backward of ~50-image groups faster than one large
+      # batch (docs/benchmarks.md). The groups are unrolled: a lax.map was slower.
+      c = syn.shape[0]
+      cpg = classes_per_group(c, s.syn_per_class, s.syn_chunk)
+      vg = jax.value_and_grad(group_loss, has_aux=True)
+      if cpg >= c:
+        return vg(syn, slice(None))
+      losses, sums, grads = [], [], []
+      for start in range(0, c, cpg):
+        sl = slice(start, start + cpg)
+        (loss_g, sums_g), grad_g = vg(syn[sl], sl)
+        losses.append(loss_g)
+        sums.append(sums_g)
+        grads.append(grad_g)
+      total_sums = jax.tree.map(lambda *v: sum(v), *sums)
+      return (sum(losses), total_sums), _constrain(jnp.concatenate(grads), sharding_fn)
 
     bshape = (-1,) + (1,) * (syn0.ndim - 1)
     vmask = valid.reshape(bshape)
     if not per_class:
-      (loss, sums), grad = jax.value_and_grad(total_loss, has_aux=True)(syn0)
+      (loss, sums), grad = loss_and_grad(syn0)
       grad = jnp.where(vmask, grad, 0.0)
       updates, opt_state = opt.update(grad, state["opt"], syn0)
       new_syn = optax.apply_updates(syn0, updates)
@@ -312,7 +349,7 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
         x_turn = syn0
       else:
         x_turn = syn0 - lr * before * buf
-      (loss, sums), grad = jax.value_and_grad(total_loss, has_aux=True)(x_turn)
+      (loss, sums), grad = loss_and_grad(x_turn)
       grad = jnp.where(vmask, grad, 0.0)
       if buf is None:
         new_syn = x_turn - lr * grad

@@ -94,6 +94,17 @@ def test_class_sweep_tiny():
   assert rows[1]["peak_bytes"] > rows[0]["peak_bytes"]
 
 
+def test_sweep_uses_method_and_ipc_flags():
+  def case(*argv):
+    return bench._case_configs(bench.parse_args(["--sweep", "classes", "--fake-data", *argv]))
+  config, _ = case("--method", "m3d", "--ipc", "10")[0]
+  assert (config.method, config.ipc) == ("m3d", 10)
+  config, _ = case()[0]
+  assert (config.method, config.ipc) == ("dm", 1)
+  with pytest.raises(ConfigError, match="one --method and one --ipc"):
+    case("--ipc", "1,10")
+
+
 def test_time_steps_carries_state():
   calls = []
 

@@ -98,6 +98,7 @@ def test_arg_field_override_and_unknown_arg():
     ("eval.protocol", "best", "eval.protocol"),
     ("real_chunk", -2, "real_chunk"),
     ("real_chunk", 100, "real_chunk"),     # does not divide batch_real 256
+    ("syn_chunk", -3, "syn_chunk"),
 ])
 def test_invalid_fields_name_the_field(field, value, expect):
   c = configs.make_config("cifar10", "")
@@ -153,7 +154,8 @@ def test_ddm_icd_needs_two_images():
 
 def test_trajectory_hash_ignores_bookkeeping_fields():
   a = configs.make_config("cifar10", "")
-  b = configs.make_config("cifar10", "steps=10,log_every=1,num_devices=1,eval.num_nets=0")
+  b = configs.make_config("cifar10", "steps=10,log_every=1,num_devices=1,eval.num_nets=0,"
+                                     "real_chunk=0,syn_chunk=0")
   assert configs.config_hash(a) == configs.config_hash(b)
   c = configs.make_config("cifar10", "seed=1")
   assert configs.config_hash(a) != configs.config_hash(c)
@@ -183,3 +185,18 @@ def test_real_chunk_resolution():
   assert "batch-norm" in one_line_error(configs.validate, c)
   c.real_chunk = -1
   assert configs.step_settings(c, info).real_chunk == 0
+
+
+def test_syn_chunk_resolution():
+  from jaxcond.data import registry
+  info = registry.get_info("cifar10")
+  c = configs.make_config("cifar10", "method=dm,ipc=10")
+  assert configs.step_settings(c, info).syn_chunk == configs.SYN_CHUNK_CPU   # auto on CPU
+  c.syn_chunk = 0
+  assert configs.step_settings(c, info).syn_chunk == 0
+  c.syn_chunk = 20
+  assert configs.step_settings(c, info).syn_chunk == 20
+  c.model.name = "convnet_bn"                                  # batch statistics: one group
+  assert "syn_chunk" in one_line_error(configs.validate, c)
+  c.syn_chunk = -1
+  assert configs.step_settings(c, info).syn_chunk == 0

@@ -288,6 +288,23 @@ def test_per_net_training_sets():
                  both["states"]["params"], single["states"]["params"])
 
 
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_progress_lines_count_passes(loop):
+  """Long evaluations report progress (passes done, elapsed, ETA) as they go."""
+  s = ev.EvalSettings.for_protocol("dm", epochs=2, batch_size=16, num_nets=1, strategy="none",
+                                   eval_every_epochs=1)
+  net = _net(TinyMLP(), (6, 6, 1))
+  x, y = _random_data()
+  lines = []
+  ev.train_and_test(net, x, y, x[:8], y[:8], settings=s, seed=0, num_devices=1, loop=loop,
+                    progress=lines.append, progress_every_s=0.0)
+  done = [int(line.split()[1].split("/")[0]) for line in lines]
+  assert all(line.split()[1].endswith(f"/{s.passes}") and "ETA" in line for line in lines)
+  assert done == sorted(done) and done[-1] == s.passes == 3
+  if loop == "host":
+    assert done[:3] == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_training_on_real_digits_beats_chance_by_far():
   from sklearn.datasets import load_digits

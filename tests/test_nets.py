@@ -456,3 +456,35 @@ def test_conv2d_gradients_match_lax(shape, kernel, stride, pad):
       view = xp[:, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride]
       ref[dy, dx] = np.einsum("nhwc,nhwd->cd", view, gy)
   np.testing.assert_allclose(g_ours[1], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_instance_normalize_gradient():
+  """The closed-form instance-norm backward equals autodiff of the two-pass forward and a
+  float64 NumPy finite difference; the forward is torch's GroupNorm(C, C) (eps 1e-5)."""
+  x = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 4, 3)) + 1.0
+  w = jax.random.normal(jax.random.key(1), x.shape)
+
+  def plain(x, eps):
+    m = jnp.mean(x, axis=(1, 2), keepdims=True)
+    v = jnp.mean(jnp.square(x - m), axis=(1, 2), keepdims=True)
+    return (x - m) / jnp.sqrt(v + eps)
+
+  loss = lambda f, x: jnp.sum(jnp.tanh(f(x, 1e-5)) * w)
+  np.testing.assert_allclose(torch_init.instance_normalize(x, 1e-5), plain(x, 1e-5),
+                             rtol=1e-5, atol=1e-5)
+  g = jax.grad(functools.partial(loss, torch_init.instance_normalize))(x)
+  np.testing.assert_allclose(g, jax.grad(functools.partial(loss, plain))(x),
+                             rtol=1e-4, atol=1e-5)
+
+  x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+
+  def loss64(v):
+    m = v.mean(axis=(1, 2), keepdims=True)
+    y = (v - m) / np.sqrt(((v - m) ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5)
+    return float(np.sum(np.tanh(y) * w64))
+
+  for idx in [(0, 0, 0, 0), (1, 4, 3, 2), (0, 2, 1, 1)]:
+    e = np.zeros_like(x64)
+    e[idx] = 1e-6
+    fd = (loss64(x64 + e) - loss64(x64 - e)) / 2e-6
+    assert float(g[idx]) == pytest.approx(fd, rel=1e-3, abs=1e-4)

@@ -176,6 +176,35 @@ def dense(features: int, in_features: int, *, use_bias: bool = True,
                   bias_init=torch_bias_init(in_features), name=name)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def instance_normalize(x, epsilon):
+  """(x − mean) / sqrt(var + eps) over H, W per sample and channel (two-pass, biased)."""
+  return _instance_normalize_fwd(x, epsilon)[0]
+
+
+def _instance_normalize_fwd(x, epsilon):
+  mean = jnp.mean(x, axis=(-3, -2), keepdims=True)
+  centred = x - mean
+  var = jnp.mean(jnp.square(centred), axis=(-3, -2), keepdims=True)
+  rstd = jax.lax.rsqrt(var + epsilon)
+  y = centred * rstd
+  return y, (y, rstd)
+
+
+def _instance_normalize_bwd(epsilon, res, g):
+  # The closed form rstd·(g − E[g] − y·E[g·y]): two reductions and one elementwise pass,
+  # where autodiff of the two-pass forward makes several passes over the largest
+  # activations of the synthetic backward (docs/benchmarks.md).
+  del epsilon
+  y, rstd = res
+  mean_g = jnp.mean(g, axis=(-3, -2), keepdims=True)
+  mean_gy = jnp.mean(g * y, axis=(-3, -2), keepdims=True)
+  return (rstd * (g - mean_g - y * mean_gy),)
+
+
+instance_normalize.defvjp(_instance_normalize_fwd, _instance_normalize_bwd)
+
+
 class InstanceNorm(nn.Module):
   """torch `GroupNorm(C, C)`: per-sample, per-channel normalisation over H, W.
 
@@ -188,10 +217,7 @@ class InstanceNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    mean = jnp.mean(x, axis=(-3, -2), keepdims=True)
-    centred = x - mean
-    var = jnp.mean(jnp.square(centred), axis=(-3, -2), keepdims=True)
-    y = centred * jax.lax.rsqrt(var + self.epsilon)
+    y = instance_normalize(x, self.epsilon)
     scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
     return y * scale + bias
