@@ -598,7 +598,7 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       style_tap=c.ddm.style_tap.lower(),
       icd_k=int(c.ddm.k),
       real_chunk=resolve_real_chunk(c, info),
-      syn_chunk=resolve_syn_chunk(c),
+      syn_chunk=resolve_syn_chunk(c, info),
   )
 
 
@@ -619,20 +619,25 @@ def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
   return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
 
 
-SYN_CHUNK_CPU = 50
+SYN_CHUNK_CPU = 50   # images per group at 32x32, scaled by the image area
 
 
-def resolve_syn_chunk(c: ml_collections.ConfigDict) -> int:
-  """`syn_chunk` -1 (auto): on CPU, gradient groups of about 50 synthetic images (whole
-  classes; `steps.classes_per_group`), measured faster than one large batch
-  (docs/benchmarks.md); on accelerators one group. Batch-norm nets always take one group."""
+def resolve_syn_chunk(c: ml_collections.ConfigDict, info) -> int:
+  """`syn_chunk` -1 (auto): on CPU, gradient groups of about 50 synthetic 32×32 images
+  (as many images of the same total area at other sizes; whole classes,
+  `steps.classes_per_group`), measured faster than one large batch (docs/benchmarks.md): the
+  gain is the activations fitting the cache, so small images need no groups. On accelerators
+  one group. Batch-norm nets always take one group."""
   k = int(c.syn_chunk)
   if k == 0 or _uses_batch_norm(c):
     return 0
   if k > 0:
     return k
   import jax  # pylint: disable=g-import-not-at-top
-  return SYN_CHUNK_CPU if jax.default_backend() == "cpu" else 0
+  if jax.default_backend() != "cpu":
+    return 0
+  h, w = (int(v) for v in info.image_shape[:2])
+  return max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w)))
 
 
 def _uses_batch_norm(c: ml_collections.ConfigDict) -> bool:

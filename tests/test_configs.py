@@ -192,6 +192,9 @@ def test_syn_chunk_resolution():
   info = registry.get_info("cifar10")
   c = configs.make_config("cifar10", "method=dm,ipc=10")
   assert configs.step_settings(c, info).syn_chunk == configs.SYN_CHUNK_CPU   # auto on CPU
+  mnist = registry.get_info("mnist")                        # 28x28: same area per group
+  assert configs.step_settings(configs.make_config("mnist", "method=dm,ipc=10"),
+                               mnist).syn_chunk == 65
   c.syn_chunk = 0
   assert configs.step_settings(c, info).syn_chunk == 0
   c.syn_chunk = 20
