@@ -442,19 +442,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check_float("synthetic.momentum", s.momentum, lo=0.0, hi=1.0, hi_open=True)
   _check_int("synthetic.batch_syn_max", s.batch_syn_max, lo=0)
 
-  _check_int("real_chunk", c.real_chunk, lo=-1)
-  if c.real_chunk > 0:
-    if c.batch_real % c.real_chunk:
-      raise ConfigError(f"real_chunk: {c.real_chunk} does not divide batch_real "
-                        f"{c.batch_real}")
-    if _uses_batch_norm(c):
-      raise ConfigError("real_chunk: a batch-norm net needs the whole real batch at once; "
-                        "set real_chunk=0 (or -1)")
-
-  _check_int("syn_chunk", c.syn_chunk, lo=-1)
-  if c.syn_chunk > 0 and _uses_batch_norm(c):
-    raise ConfigError("syn_chunk: a batch-norm net needs the whole synthetic batch at once; "
-                      "set syn_chunk=0 (or -1)")
+  for field, half in (("real_chunk", "real"), ("syn_chunk", "synthetic")):
+    _check_int(field, c[field], lo=-1)
+    if c[field] > 0 and _uses_batch_norm(c):
+      raise ConfigError(f"{field}: a batch-norm net needs the whole {half} batch at once; "
+                        f"set {field}=0 (or -1)")
+  if c.real_chunk > 0 and c.batch_real % c.real_chunk:
+    raise ConfigError(f"real_chunk: {c.real_chunk} does not divide batch_real "
+                      f"{c.batch_real}")
 
   check_choice("augment.policy", c.augment.policy, POLICIES)
   check_strategy("augment.strategy", c.augment.strategy)
@@ -602,42 +597,39 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
   )
 
 
-def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`real_chunk` -1 (auto): on CPU about 160 real images per lax.map iteration (fastest
-  of those measured, docs/benchmarks.md), on accelerators the whole batch at once. Nets with batch
-  norm always take the whole batch (their statistics are over the batch)."""
-  k = int(c.real_chunk)
+def _resolve_chunk(c: ml_collections.ConfigDict, field: str, auto_on_cpu) -> int:
+  """A CPU speed knob: 0 = off, > 0 as given, -1 = `auto_on_cpu()` on CPU and off on
+  accelerators. Batch-norm nets always get 0: their statistics span the whole batch."""
+  k = int(c[field])
   if k == 0 or _uses_batch_norm(c):
     return 0
   if k > 0:
     return k
   import jax  # pylint: disable=g-import-not-at-top
-  if jax.default_backend() != "cpu":
-    return 0
-  b = int(c.batch_real)
-  target = max(1, 160 // max(1, int(info.num_classes)))
-  return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
+  return auto_on_cpu() if jax.default_backend() == "cpu" else 0
+
+
+def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
+  """`real_chunk` auto: about 160 real images per lax.map iteration on CPU (fastest of those
+  measured, docs/benchmarks.md)."""
+  def auto():
+    b = int(c.batch_real)
+    target = max(1, 160 // max(1, int(info.num_classes)))
+    return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
+  return _resolve_chunk(c, "real_chunk", auto)
 
 
 SYN_CHUNK_CPU = 50   # images per group at 32x32, scaled by the image area
 
 
 def resolve_syn_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`syn_chunk` -1 (auto): on CPU, gradient groups of about 50 synthetic 32×32 images
-  (as many images of the same total area at other sizes; whole classes,
-  `steps.classes_per_group`), measured faster than one large batch (docs/benchmarks.md): the
-  gain is the activations fitting the cache, so small images need no groups. On accelerators
-  one group. Batch-norm nets always take one group."""
-  k = int(c.syn_chunk)
-  if k == 0 or _uses_batch_norm(c):
-    return 0
-  if k > 0:
-    return k
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.default_backend() != "cpu":
-    return 0
+  """`syn_chunk` auto: gradient groups of about 50 synthetic 32×32 images on CPU (as many
+  images of the same total area at other sizes; whole classes, `steps.classes_per_group`),
+  measured faster than one large batch (docs/benchmarks.md): the gain is the activations
+  fitting the cache, so small images need no groups."""
   h, w = (int(v) for v in info.image_shape[:2])
-  return max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w)))
+  return _resolve_chunk(c, "syn_chunk",
+                        lambda: max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w))))
 
 
 def _uses_batch_norm(c: ml_collections.ConfigDict) -> bool:
