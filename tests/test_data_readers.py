@@ -134,7 +134,7 @@ def test_missing_files(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-  with pytest.raises(ConfigError, match="data.source: unknown source 'hdf5'"):
+  with pytest.raises(ConfigError, match="dataset.source: unknown source 'hdf5'"):
     load_split("mnist", "train", source="hdf5", path=tmp_path)
   with pytest.raises(ConfigError, match="split: expected train or test"):
     load_split("digits", "dev")

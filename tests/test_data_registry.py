@@ -65,9 +65,9 @@ def test_resolution():
   assert registry.get_info("imagenette", resolution=64).resolution == 64
   assert registry.get_info("imagenet100").resolution == 224
   assert registry.get_info("mnist", resolution=28).resolution == 28
-  with pytest.raises(ConfigError, match="data.resolution: cifar10 is 32x32"):
+  with pytest.raises(ConfigError, match="dataset.resolution: cifar10 is 32x32"):
     registry.get_info("cifar10", resolution=64)
-  with pytest.raises(ConfigError, match="data.resolution"):
+  with pytest.raises(ConfigError, match="dataset.resolution"):
     registry.get_info("imagenet1k", resolution=0)
 
 

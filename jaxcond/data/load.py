@@ -132,10 +132,10 @@ def detect(info: DatasetInfo, p: pathlib.Path):
 def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
   """-> (kind, path, tfds_builder_or_None); ConfigError / DataError when nothing fits."""
   if not isinstance(source, str):
-    raise ConfigError(f"data.source: expected a string, got {source!r}")
+    raise ConfigError(f"dataset.source: expected a string, got {source!r}")
   kind, _, builder = source.partition(":")
   if kind not in SOURCES or (builder and kind != "tfds"):
-    raise ConfigError(f"data.source: unknown source {source!r}; one of {', '.join(SOURCES)} "
+    raise ConfigError(f"dataset.source: unknown source {source!r}; one of {', '.join(SOURCES)} "
                       "or tfds:<builder_name>")
   if kind == "digits" or (kind == "auto" and info.name == "digits" and path is None):
     return "digits", None, None
@@ -143,7 +143,7 @@ def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
     from jaxcond.data import tfds_source
     builder = builder or info.tfds_name
     if builder is None:
-      raise ConfigError(f"data.source: {info.name} has no TFDS builder; pass tfds:<name>")
+      raise ConfigError(f"dataset.source: {info.name} has no TFDS builder; pass tfds:<name>")
     if path is not None:
       return "tfds", pathlib.Path(path), builder
     for root in data_roots() + [tfds_source.default_data_dir()]:
@@ -172,7 +172,7 @@ def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
     what = "any format" if kind == "auto" else kind
     raise DataError(f"{path}: no {info.name} data found ({what})")
   raise DataError(f"no {info.name} data found in {', '.join(str(r) for r in data_roots())} "
-                  f"(folders {', '.join(folder_names(info))}); set JAXCOND_DATA_DIR or data.path")
+                  f"(folders {', '.join(folder_names(info))}); set JAXCOND_DATA_DIR or dataset.path")
 
 
 def _check_classes(classes, num_classes: int):
@@ -308,7 +308,7 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
       where = str(files["labels"])
   elif kind == "cifar":
     if info.name not in ("cifar10", "cifar100"):
-      raise ConfigError(f"data.source: CIFAR pickles found at {p}, but dataset is {info.name}")
+      raise ConfigError(f"dataset.source: CIFAR pickles found at {p}, but dataset is {info.name}")
     x, y, _ = readers.read_cifar(p, split, info.name)
     where = str(p)
   elif kind == "svhn":
@@ -338,5 +338,5 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
     else:
       raise last
   else:  # pragma: no cover - resolve_source only returns the kinds above
-    raise ConfigError(f"data.source: {kind!r}")
+    raise ConfigError(f"dataset.source: {kind!r}")
   return _finish(info, x, y, classes, where, split)

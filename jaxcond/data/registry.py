@@ -152,11 +152,11 @@ _ALIASES = {
 def canonical_name(name: str) -> str:
   """Case-insensitive lookup with common aliases; ConfigError for unknown names."""
   if not isinstance(name, str):
-    raise ConfigError(f"data.name: expected a dataset name, got {name!r}")
+    raise ConfigError(f"dataset.name: expected a dataset name, got {name!r}")
   key = name.strip().lower()
   key = _ALIASES.get(key, key)
   if key not in DATASET_NAMES:
-    raise ConfigError(f"data.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+    raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
   return key
 
 
@@ -198,13 +198,13 @@ def get_info(name: str, *, resolution: Optional[int] = None,
   key = canonical_name(name)
   if resolution is not None:
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-      raise ConfigError(f"data.resolution: expected a positive int, got {resolution!r}")
+      raise ConfigError(f"dataset.resolution: expected a positive int, got {resolution!r}")
   if class_list is not None and key not in ("imagenet10", "imagenet100"):
-    raise ConfigError(f"data.class_list: only imagenet10/imagenet100 take a class list, not {key}")
+    raise ConfigError(f"class_list: only imagenet10/imagenet100 take a class list, not {key}")
   if key in _FIXED:
     info = _FIXED[key]
     if resolution is not None and resolution != info.resolution:
-      raise ConfigError(f"data.resolution: {key} is {info.resolution}x{info.resolution}; "
+      raise ConfigError(f"dataset.resolution: {key} is {info.resolution}x{info.resolution}; "
                         f"resolution {resolution} is not supported")
     return info
   res = resolution or _DEFAULT_RESOLUTION[key]
@@ -218,7 +218,7 @@ def get_info(name: str, *, resolution: Optional[int] = None,
   ids = read_class_list(class_list) if class_list is not None else IMAGENET100_IDS
   if key == "imagenet10":
     if len(ids) < 10:
-      raise ConfigError(f"data.class_list: imagenet10 needs at least 10 classes, got {len(ids)}")
+      raise ConfigError(f"class_list: imagenet10 needs at least 10 classes, got {len(ids)}")
     ids = ids[:10]
   return _imagenet_info(key, ids, res)
 
