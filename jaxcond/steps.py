@@ -179,15 +179,25 @@ def _constrain(x, sharding_fn):
 def _embed(model, variables, x, s: StepSettings, sharding_fn):
   """[C, n, H, W, ch] -> feats [C, n, d] (+ taps [C, n, h, w, c] per block) with the classes
   folded into the batch axis of ONE forward of the shared net."""
-  c, n = x.shape[:2]
-  flat = x.reshape((c * n,) + x.shape[2:])
+  c_all, n = x.shape[:2]
+  # Batch-norm statistics span the batch, so the padded dummy classes must not enter it:
+  # only the real classes (the first num_classes slots) go through the net, and the
+  # dummies get zero features (they are masked out of the loss anyway).
+  c = s.num_classes if ("batch_stats" in variables and c_all > s.num_classes) else c_all
+  flat = x[:c].reshape((c * n,) + x.shape[2:])
+
+  def unfold(t):
+    t = t.reshape((c, n) + t.shape[1:])
+    if c < c_all:
+      t = jnp.concatenate([t, jnp.zeros((c_all - c,) + t.shape[1:], t.dtype)])
+    return _constrain(t, sharding_fn)
+
   if s.uses_taps:
     feats, taps = nets.embed(model, variables, flat, train=True, taps=True)
-    taps = [t.reshape((c, n) + t.shape[1:]) for t in taps[s.style_tap]]
-    taps = [_constrain(t, sharding_fn) for t in taps]
+    taps = [unfold(t) for t in taps[s.style_tap]]
   else:
     feats, taps = nets.embed(model, variables, flat, train=True), None
-  return _constrain(feats.reshape(c, n, -1), sharding_fn), taps
+  return unfold(feats.reshape(c * n, -1)), taps
 
 
 def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings):

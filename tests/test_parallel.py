@@ -97,6 +97,18 @@ def test_one_device_equals_eight(method):
 
 
 @pytest.mark.parametrize("method", ["dm", "ddm"])
+def test_batch_norm_stats_exclude_padded_classes(method):
+  # Batch-norm statistics span the whole batch: on 8 devices the 6 dummy classes that pad
+  # 10 to 16 would shift them unless they are kept out of the forward.
+  s = _tiny_settings(method, model_overrides=(("norm", "batch"), ("width", 8)))
+  x1, l1, x0 = run_steps(s, 1)
+  x8, l8, _ = run_steps(s, 8)
+  np.testing.assert_allclose(l1, l8, rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(x1, x8, rtol=1e-4, atol=1e-5)
+  assert np.abs(x1 - x0).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", ["dm", "ddm"])
 def test_real_chunks_equal_whole_batch(method):
   """lax.map over chunks of real images (the CPU speed path) changes no result, also
   sharded over 8 devices; DDM covers the style taps."""
