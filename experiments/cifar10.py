@@ -8,7 +8,7 @@ Run:
   CPU smoke run: experiments/cifar10.py:method=dm,ipc=1,runlocal
 
 Defaults (methods.md §2.3 / §3.4 / §4): ConvNet-3, DM/DDM lr 1 (10 for IPC >= 100, DM
-README), 20000 steps; M3D factor 2, lr 10 (choice), 5000 iterations (cfg default).
+README), 20000 steps; M3D factor 2, lr min(ipc, 10) (choice), 5000 iterations (cfg default).
 
 Reported accuracies (ConvNet, %, methods.md §6):
 - DM: IPC 1 / 10 / 50 = 26.0±0.8 / 48.9±0.6 / 63.0±0.4 (whole set 84.8±0.1);

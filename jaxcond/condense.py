@@ -75,7 +75,7 @@ def _data():
 def _load_split(config, split: str, classes=None):
   ds = config.dataset
   return _data().load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
-                            resolution=ds.resolution or None,
+                            resolution=ds.resolution or None, holdout=int(ds.holdout),
                             classes=None if classes is None else [int(c) for c in classes])
 
 
@@ -453,11 +453,13 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   results = evaluate.evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
                                    num_classes=s.num_classes, seed=settings.seed,
                                    log=lambda line: printer(f"  eval {line}"))
+  evaluate.mark_measured_on(results, int(config.dataset.holdout))
   first = results[settings.pool[0]]
   record = {"step": step, "mean": first["mean"], "std": first["std"],
             "accuracies": first["accuracies"], "protocol": settings.protocol,
             "model": first["model"], "num_nets": first["num_nets"],
-            "decoded": x_dec is not None, "wall_s": time.perf_counter() - t0}
+            "decoded": x_dec is not None, "wall_s": time.perf_counter() - t0,
+            "measured_on": first["measured_on"]}
   for k in ("best_mean", "best_std", "best_accuracies"):
     if k in first:
       record[k] = first[k]

@@ -804,18 +804,35 @@ def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
   return out
 
 
+def mark_measured_on(results: dict[str, dict], holdout: int) -> dict[str, dict]:
+  """Labels pool results measured on a train holdout (`dataset.holdout`) as such, so no
+  validation accuracy reads as a test accuracy (`best_selection` included)."""
+  where = test_split_name(holdout)
+  for res in results.values():
+    res["measured_on"] = where
+    if holdout and "best_selection" in res:
+      res["best_selection"] = res["best_selection"].replace("test checkpoints", "checkpoints")
+      res["best_selection"] = res["best_selection"].replace("the test set", where)
+  return results
+
+
 def summary_line(res: dict, source: str = "") -> str:
+  where = res.get("measured_on", "test")
   s = (f"{res['protocol']} {res['model']} x{res['num_nets']}"
        f"{' on ' + source if source else ''}: {res['mean']:.2f} ± {res['std']:.2f} % (last)")
   if "best_mean" in res:
-    s += f", best {res['best_mean']:.2f} ± {res['best_std']:.2f} % (selected on test set)"
+    s += f", best {res['best_mean']:.2f} ± {res['best_std']:.2f} % (selected on {where}"
+    s += " set)" if where == "test" else ")"
+  if where != "test":
+    s += f" [measured on {where}]"
   return s + f" [{res['wall_seconds']:.0f} s]"
 
 
 def pool_table(results: dict[str, dict]) -> str:
   """Markdown table of a cross-architecture run."""
-  rows = ["| model | protocol | nets | last acc (%) | best acc (%, test-selected) | wall (s) |",
-          "|---|---|---|---|---|---|"]
+  where = next(iter(results.values())).get("measured_on", "test")
+  rows = [f"| model | protocol | nets | last acc (%) | best acc (%, selected on {where}) "
+          "| wall (s) |", "|---|---|---|---|---|---|"]
   for name, r in results.items():
     best = f"{r['best_mean']:.2f} ± {r['best_std']:.2f}" if "best_mean" in r else "–"
     rows.append(f"| {name} | {r['protocol']} | {r['num_nets']} | {r['mean']:.2f} ± "
@@ -942,7 +959,13 @@ def _dataset_fields(config):
   section = "dataset" if _cfg_get(config, "dataset.name") else "data"
   res = _cfg_get(config, f"{section}.resolution", 0) or None
   return dict(name=name, source=_cfg_get(config, f"{section}.source", "auto") or "auto",
-              path=_cfg_get(config, f"{section}.path", "") or None, resolution=res)
+              path=_cfg_get(config, f"{section}.path", "") or None, resolution=res,
+              holdout=int(_cfg_get(config, f"{section}.holdout", 0)))
+
+
+def test_split_name(holdout: int) -> str:
+  """What the accuracies were measured on, for results files and summary lines."""
+  return f"train holdout ({holdout}/class)" if holdout else "test"
 
 
 def _default_loader(ds: dict):
@@ -950,7 +973,7 @@ def _default_loader(ds: dict):
 
   def load(split):
     return data.load_split(ds["name"], split, source=ds["source"], path=ds["path"],
-                           resolution=ds["resolution"])
+                           resolution=ds["resolution"], holdout=ds["holdout"])
   return load
 
 
@@ -1035,6 +1058,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
                           num_classes=num_classes, seed=settings.seed,
                           test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
                           log=lambda s: log(f"  {s}"))
+  mark_measured_on(results, ds["holdout"])
   first = results[settings.pool[0]]
   record = {
       "accuracies": first["accuracies"], "mean": first["mean"], "std": first["std"],
@@ -1044,6 +1068,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
       **{k: first[k] for k in ("best_accuracies", "best_mean", "best_std", "best_selection")
          if k in first},
       "dataset": info.name, "ipc": ipc, "source": source,
+      "measured_on": first["measured_on"], "num_test": int(len(y_test)),
       "settings": settings.to_dict(), "results": results,
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
       "versions": versions(), "command": command,

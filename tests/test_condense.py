@@ -154,6 +154,30 @@ def test_final_evaluation(tmp_path):
   assert 0.0 <= record["mean"] <= 100.0 and out["eval"] == record
 
 
+def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
+  """dataset.holdout: the bank never holds the held-out images; the evaluation uses them."""
+  from jaxcond import data, evaluate
+  seen = {}
+  real_bank, real_pool = data.build_bank, evaluate.evaluate_pool
+
+  def bank_spy(images, labels, *a, **kw):
+    seen["train"] = np.asarray(labels)
+    return real_bank(images, labels, *a, **kw)
+
+  def pool_spy(x_train, y_train, x_test, y_test, **kw):
+    seen["test"] = np.asarray(y_test)
+    return real_pool(x_train, y_train, x_test, y_test, **kw)
+  monkeypatch.setattr(data, "build_bank", bank_spy)
+  monkeypatch.setattr(evaluate, "evaluate_pool", pool_spy)
+  c = tiny_config("dm", steps=2, checkpoint_every=0, **EVAL, **{"dataset.holdout": 20})
+  condense.run(c, str(tmp_path))
+  _, y_all = data.load_split("digits", "train")
+  assert np.array_equal(np.bincount(seen["train"]) + 20, np.bincount(y_all))
+  assert np.bincount(seen["test"]).tolist() == [20] * 10
+  (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
+  assert record["measured_on"] == "train holdout (20/class)"
+
+
 @pytest.mark.slow
 def test_in_loop_evaluation(tmp_path):
   c = tiny_config("m3d", steps=4, checkpoint_every=0, **EVAL, **{"eval.every": 2})

@@ -64,6 +64,11 @@ def test_method_defaults_follow_the_papers():
   assert (m3d.augment.policy, m3d.augment.strategy) == ("idc", "color_crop_cutout")
   assert (m3d.m3d.kernel, m3d.m3d.ipm, m3d.m3d.step_mode) == ("gaussian", 5, "per_class")
   assert (m3d.batch_real, m3d.synthetic.batch_syn_max, m3d.eval.protocol) == (128, 200, "idc")
+  # M3D lr (a choice, docs/results.md): 10 from IPC 10 on, IPC-scaled below (1 at IPC 1).
+  assert m3d.synthetic.lr == 10.0
+  assert [configs.make_config("fashion_mnist", f"method=m3d,ipc={n}").synthetic.lr
+          for n in (1, 2, 5, 10, 50)] == [1.0, 2.0, 5.0, 10.0, 10.0]
+  assert configs.make_config("mnist", "method=m3d,ipc=1,synthetic.lr=10").synthetic.lr == 10.0
   ddm = configs.make_config("cifar10", "method=ddm,ipc=10")
   assert (ddm.ddm.mm_weight, ddm.ddm.icd_weight, ddm.ddm.cm_weight) == (1e4, 10.0, 0.0)
   assert configs.make_config("cifar10", "method=ddm,ipc=1").ddm.icd_weight == 0.0
@@ -99,6 +104,8 @@ def test_arg_field_override_and_unknown_arg():
     ("real_chunk", -2, "real_chunk"),
     ("real_chunk", 100, "real_chunk"),     # does not divide batch_real 256
     ("syn_chunk", -3, "syn_chunk"),
+    ("dataset.holdout", -1, "dataset.holdout"),
+    ("dataset.holdout", 1.5, "dataset.holdout"),
 ])
 def test_invalid_fields_name_the_field(field, value, expect):
   c = configs.make_config("cifar10", "")
@@ -110,6 +117,13 @@ def test_invalid_fields_name_the_field(field, value, expect):
     node[leaf] = value
   msg = one_line_error(configs.validate, c)
   assert msg.startswith(expect), msg
+
+
+def test_holdout_refuses_streaming():
+  c = configs.make_config("cifar10", "dataset.holdout=1000,dataset.streaming=True")
+  msg = one_line_error(configs.validate, c)
+  assert msg.startswith("dataset.holdout: not supported with dataset.streaming=True"), msg
+  configs.validate(configs.make_config("cifar10", "dataset.holdout=1000"))
 
 
 def test_method_typo_suggests():

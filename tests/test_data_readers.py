@@ -276,6 +276,38 @@ def test_digits():
   assert x.max() == 255 and np.bincount(yt).min() >= 34
 
 
+def test_holdout_partitions_the_train_split():
+  x, y = load_split("digits", "train")
+  xr, yr = load_split("digits", "train", holdout=20)
+  xv, yv = load_split("digits", "test", holdout=20)
+  assert np.bincount(yv).tolist() == [20] * 10
+  assert np.array_equal(np.bincount(yr) + 20, np.bincount(y))
+  # The rest and the held-out images are disjoint and together are the train split: every
+  # image index lands on exactly one side, the last 20 of each class on the held-out one.
+  held = np.zeros(len(y), bool)
+  for c in range(10):
+    held[np.flatnonzero(y == c)[-20:]] = True
+  assert np.array_equal(xv, x[held]) and np.array_equal(yv, y[held])
+  assert np.array_equal(xr, x[~held]) and np.array_equal(yr, y[~held])
+  # The test split is not read at all: no held-out image is a test image by accident.
+  xt, _ = load_split("digits", "test")
+  assert len(xt) != len(xv)
+  # Per-host loading of some classes holds out the same images of those classes.
+  xs, ys = load_split("digits", "test", holdout=20, classes=[3, 7])
+  keep = np.isin(yv, [3, 7])
+  assert np.array_equal(xs, xv[keep]) and np.array_equal(ys, yv[keep])
+
+
+def test_holdout_errors():
+  with pytest.raises(DataError, match=r"^dataset.holdout: class 0 \(0\) has 14\d training"):
+    load_split("digits", "train", holdout=500)
+  for bad in (-1, 2.5, True):
+    with pytest.raises(ConfigError, match="^dataset.holdout: expected an integer"):
+      load_split("digits", "train", holdout=bad)
+  with pytest.raises(ConfigError, match="^dataset.holdout: applies to the train and test"):
+    load_split("digits", "all", holdout=5)
+
+
 # ----------------------------------------------------------------------- ImageFolder
 WNIDS = registry.get_info("imagenette").class_names
 

@@ -377,6 +377,51 @@ def _write_npz(path, n_per_class=2, shape=(8, 8, 1), classes=10, **extra):
   return path
 
 
+def test_holdout_labels_name_the_holdout_not_the_test_set():
+  res = {"protocol": "idc", "model": "convnet", "num_nets": 2, "mean": 60.0, "std": 1.0,
+         "best_mean": 61.0, "best_std": 0.5, "wall_seconds": 3.0,
+         "best_selection": "max over test checkpoints after passes [1, 2]: selected on the "
+                           "test set"}
+  assert "(selected on test set)" in ev.summary_line(dict(res))
+  marked = ev.mark_measured_on({"convnet": dict(res)}, 1000)["convnet"]
+  line = ev.summary_line(marked)
+  assert "test" not in line, line
+  assert "(selected on train holdout (1000/class))" in line
+  assert "[measured on train holdout (1000/class)]" in line
+  assert marked["best_selection"] == ("max over checkpoints after passes [1, 2]: selected on "
+                                      "train holdout (1000/class)")
+  assert "selected on train holdout" in ev.pool_table({"convnet": marked})
+  assert ev.mark_measured_on({"convnet": dict(res)}, 0)["convnet"]["best_selection"] == \
+      res["best_selection"]
+
+
+def test_holdout_measures_on_held_out_train_images(tmp_path, monkeypatch):
+  """dataset.holdout swaps the test split for the last n train images of each class, and the
+  results file says so; the default loader (real sklearn digits) does the split."""
+  npz = _write_npz(tmp_path / "synthetic.npz")
+  seen = {}
+  real_pool = ev.evaluate_pool
+
+  def spy(x_train, y_train, x_test, y_test, **kw):
+    seen["x_test"], seen["y_test"] = x_test, y_test
+    return real_pool(x_train, y_train, x_test, y_test, **kw)
+  monkeypatch.setattr(ev, "evaluate_pool", spy)
+  c = _config()
+  c.dataset.holdout = 15
+  lines = []
+  rec = ev.run(c, workdir=tmp_path / "out", synthetic=str(npz), log=lines.append)
+  from jaxcond.data import load_split
+  x, y = load_split("digits", "train")
+  held = np.concatenate([np.flatnonzero(y == k)[-15:] for k in range(10)])
+  held.sort()
+  assert np.array_equal(seen["y_test"], y[held])
+  assert np.allclose(seen["x_test"], ev._normalize(x[held], _Info.mean, _Info.std))
+  assert rec["measured_on"] == "train holdout (15/class)" and rec["num_test"] == 150
+  assert "[measured on train holdout (15/class)]" in lines[-1]
+  plain = ev.run(_config(), workdir=tmp_path / "plain", synthetic=str(npz), log=lines.append)
+  assert plain["measured_on"] == "test" and plain["num_test"] == 355
+
+
 def test_results_json_format_synthetic(tmp_path):
   npz = _write_npz(tmp_path / "synthetic.npz")
   lines = []

@@ -279,21 +279,66 @@ def _finish(info: DatasetInfo, x, y, classes, where: str, split: str):
   return np.ascontiguousarray(x, np.uint8), y.astype(np.int32)
 
 
+def holdout_mask(labels, per_class: int, num_classes: int) -> np.ndarray:
+  """True for the last `per_class` images of each class, in the split's own order.
+
+  A fixed rule rather than a seeded draw, so condensation and every later evaluation of
+  the same config agree on the held-out images whatever their seeds, and loading only
+  some classes (per-host loading) holds out the same images.
+  """
+  labels = np.asarray(labels)
+  mask = np.zeros(labels.shape, bool)
+  if per_class <= 0:
+    return mask
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    if members.size:
+      mask[members[-per_class:]] = True
+  return mask
+
+
+def _apply_holdout(info: DatasetInfo, x, y, holdout: int, split: str, classes, where: str):
+  """train -> train minus the held-out images; test -> the held-out images instead."""
+  counts = np.bincount(y, minlength=info.num_classes)
+  for c in (classes if classes is not None else range(info.num_classes)):
+    if counts[c] <= holdout:
+      name = info.class_names[c] if info.class_names else str(c)
+      raise DataError(f"dataset.holdout: class {c} ({name}) has {counts[c]} training images "
+                      f"in {where}; holding out {holdout} would leave none to condense from")
+  held = holdout_mask(y, holdout, info.num_classes)
+  keep = held if split == "test" else ~held
+  return x[keep], y[keep]
+
+
 def load_split(name: str, split: str, *, source: str = "auto", path=None,
                resolution: Optional[int] = None, classes: Optional[Sequence[int]] = None,
-               cache: bool = True, class_list=None, num_threads: Optional[int] = None):
+               cache: bool = True, class_list=None, num_threads: Optional[int] = None,
+               holdout: int = 0):
   """One split as host arrays: (images uint8 [N, H, W, ch], labels int32 [N]).
 
   source: auto | tfds | tfds:<builder> | idx | cifar | svhn | imagefolder | npz | digits.
   classes: load only these class indices (per-host loading); labels stay global.
   cache: keep decoded ImageFolder / TFDS arrays in `$JAXCOND_CACHE` (default ~/.cache/jaxcond).
   split: train | test (val/validation are aliases of test) | extra (SVHN) | all (digits).
+  holdout: > 0 carves a validation set out of the training split, the last `holdout`
+    images of every class (`holdout_mask`): `train` returns the rest and `test` returns
+    those images instead of the test split, so settings can be chosen without the test set.
   """
   info = get_info(name, resolution=resolution, class_list=class_list)
   if not isinstance(split, str) or split.lower() not in _SPLITS:
     raise ConfigError(f"split: expected train or test, got {split!r}")
   split = _SPLITS[split.lower()]
+  if isinstance(holdout, bool) or not isinstance(holdout, (int, np.integer)) or holdout < 0:
+    raise ConfigError(f"dataset.holdout: expected an integer >= 0, got {holdout!r}")
+  if holdout and split not in ("train", "test"):
+    raise ConfigError(f"dataset.holdout: applies to the train and test splits, not {split!r}")
   classes = _check_classes(classes, info.num_classes)
+  if holdout:
+    x, y = load_split(name, "train", source=source, path=path, resolution=resolution,
+                      classes=classes, cache=cache, class_list=class_list,
+                      num_threads=num_threads)
+    return _apply_holdout(info, x, y, int(holdout), split, classes,
+                          f"{info.name} train split")
   kind, p, builder = resolve_source(info, source, path)
   if split in ("extra", "all") and {"extra": "svhn", "all": "digits"}[split] != kind:
     owner = "SVHN" if split == "extra" else "digits"
