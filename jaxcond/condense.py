@@ -546,7 +546,33 @@ def _parse_flags(argv: Sequence[str]):
     raise ConfigError(f"--config {config_arg}: {type(err).__name__}: {err}") from None
   if not fv.workdir:
     raise ConfigError("--workdir: required (output directory)")
+  _warn_stale_defaults(config_arg, argv, config)
   return fv, config
+
+
+def _warn_stale_defaults(config_arg: str, argv, config) -> None:
+  """One stderr line when `--config.ipc` / `--config.method` left other fields at the
+  defaults of the arg's ipc / method (they are set when get_config builds the config)."""
+  overridden = {a[len("--config."):].split("=", 1)[0] for a in argv[1:]
+                if a.startswith("--config.")}
+  if not {"ipc", "method"} & overridden:
+    return
+  file, _, arg = config_arg.partition(":")
+  try:
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    spec = importlib.util.spec_from_file_location("_jaxcond_config_file", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stale = configs.stale_defaults(module.get_config, arg or None, config, overridden)
+  except Exception:  # pylint: disable=broad-except
+    return           # a guard only: the run's own validation reports real config errors
+  if stale:
+    fields = "; ".join(f"{k} stays {v!r} (default there: {d!r})" for k, v, d in stale[:4])
+    fields += f"; and {len(stale) - 4} more" if len(stale) > 4 else ""
+    which = ",".join(f"{k}={config[k]}" for k in ("method", "ipc") if k in overridden)
+    print(f"warning: --config.ipc/--config.method change the config after its defaults were "
+          f"set: {fields}. Put {which} in the config arg ({file}:...,{which}) to get them, "
+          f"or set those fields explicitly.", file=sys.stderr, flush=True)
 
 
 def _jaxcond_cause(err):

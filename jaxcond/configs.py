@@ -340,6 +340,24 @@ def set_field(c: ml_collections.ConfigDict, dotted: str, value, *, source: str) 
 
 # ------------------------------------------------------------------------------ validation
 
+def stale_defaults(get_config, arg: str | None, config, overridden) -> list[tuple]:
+  """Fields that still hold the defaults of another `ipc` / `method`.
+
+  `--config.ipc=1` changes ipc after `get_config(arg)` set the ipc-dependent defaults (M3D's
+  lr, DM's CIFAR-10 lr at ipc >= 100, DDM's ICD weight) for the arg's ipc. Rebuilds the
+  config with those values in the arg and returns (field, value, default there) for every
+  field that differs and was not itself overridden.
+  """
+  changed = [k for k in ("ipc", "method") if k in overridden]
+  if not changed:
+    return []
+  extra = ",".join(f"{k}={config[k]}" for k in changed)
+  ref = _flat(get_config(f"{arg},{extra}" if arg else extra))
+  now = _flat(config)
+  return [(k, now[k], v) for k, v in ref.items()
+          if k not in overridden and k in now and now[k] != v]
+
+
 def _flat(d, prefix: str = "") -> dict[str, Any]:
   if isinstance(d, ml_collections.ConfigDict):
     d = d.to_dict()

@@ -208,6 +208,26 @@ def test_invalid_config_fails_before_compiling(tmp_path, monkeypatch, overrides,
   assert str(err.value).startswith(field) and "\n" not in str(err.value)
 
 
+def test_cli_ipc_override_warns_about_stale_ipc_defaults(tmp_path):
+  """--config.ipc=1 after an arg built for ipc 10 keeps M3D's ipc-10 lr: say so in one line.
+  (`--config.steps=-1` stops each run at validation, after the flags are read.)"""
+  env = subprocess_env()
+
+  def stderr(config, *extra):
+    p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config", config,
+                        "--workdir", str(tmp_path / "w"), "--config.steps=-1", *extra],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "ConfigError: steps" in p.stderr, p.stderr[-2000:]
+    return [l for l in p.stderr.splitlines() if l.startswith("warning:")]
+  (line,) = stderr("experiments/fashion_mnist.py:method=m3d", "--config.ipc=1")
+  assert "synthetic.lr stays 10.0 (default there: 1.0)" in line, line
+  assert "experiments/fashion_mnist.py:...,ipc=1" in line
+  # An explicit lr, or the ipc in the arg, leaves nothing stale: no warning.
+  assert stderr("experiments/fashion_mnist.py:method=m3d", "--config.ipc=1",
+                "--config.synthetic.lr=3") == []
+  assert stderr("experiments/fashion_mnist.py:method=m3d,ipc=1") == []
+
+
 def test_cli_errors_are_one_line(tmp_path):
   env = subprocess_env()
   cases = [
