@@ -199,8 +199,8 @@ def m3d_default_lr(ipc: int) -> float:
   The per-image MMD gradient shrinks as 1/(synthetic images per class), so a fixed lr takes
   ten times larger pixel steps at IPC 1 than at IPC 10; lr 10 made IPC-1 sets worse than
   their initialisation. IPC 1 -> lr 1 was chosen on a validation split (train holdout
-  1000/class, Fashion-MNIST and MNIST, lr 10 / 1 / 0.1; docs/results.md). IPC 2-9 follow
-  the scaling, untested.
+  1000/class, Fashion-MNIST and MNIST, lr 10 / 1 / 0.1; docs/results.md); the same split
+  keeps lr 10 at IPC 10 (Fashion-MNIST). IPC 2-9 follow the scaling, untested.
   """
   return float(min(int(ipc), 10))
 
