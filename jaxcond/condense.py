@@ -452,8 +452,9 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   t0 = time.perf_counter()
   results = evaluate.evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
                                    num_classes=s.num_classes, seed=settings.seed,
-                                   log=lambda line: printer(f"  eval {line}"))
-  evaluate.mark_measured_on(results, int(config.dataset.holdout))
+                                   log=lambda line: printer(f"  eval {line}"),
+                                   measured_on=evaluate.test_split_name(
+                                       int(config.dataset.holdout)))
   first = results[settings.pool[0]]
   record = {"step": step, "mean": first["mean"], "std": first["std"],
             "accuracies": first["accuracies"], "protocol": settings.protocol,
@@ -553,8 +554,7 @@ def _parse_flags(argv: Sequence[str]):
 def _warn_stale_defaults(config_arg: str, argv, config) -> None:
   """One stderr line when `--config.ipc` / `--config.method` left other fields at the
   defaults of the arg's ipc / method (they are set when get_config builds the config)."""
-  overridden = {a[len("--config."):].split("=", 1)[0] for a in argv[1:]
-                if a.startswith("--config.")}
+  overridden = {f for f in map(_override_field, argv[1:]) if f}
   if not {"ipc", "method"} & overridden:
     return
   file, _, arg = config_arg.partition(":")
@@ -596,14 +596,18 @@ def _jaxcond_cause(err):
   return None
 
 
+def _override_field(arg: str) -> str | None:
+  """`--config.synthetic.lr=1` -> `synthetic.lr`; None for any other argument."""
+  return arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else None
+
+
 def _override_error_line(err, argv) -> str:
   schema = configs._flat(configs.base_config())  # pylint: disable=protected-access
   for a in argv:
-    if a.startswith("--config."):
-      field = a[len("--config."):].split("=", 1)[0]
-      if field not in schema:
-        return f"{field}: unknown config field (from {a.split('=', 1)[0]})" + \
-            configs._suggest(field, schema)  # pylint: disable=protected-access
+    field = _override_field(a)
+    if field is not None and field not in schema:
+      return f"{field}: unknown config field (from {a.split('=', 1)[0]})" + \
+          configs._suggest(field, schema)  # pylint: disable=protected-access
   return f"--config override: {type(err).__name__}: {err}"
 
 

@@ -739,8 +739,12 @@ def _mean_std(values) -> tuple[float, float]:
   return float(a.mean()), float(a.std())
 
 
-def summarize(run: dict, settings: EvalSettings, model: str, num_train: int) -> dict:
-  """The result dict of one architecture (keys documented in docs/evaluate.md)."""
+def summarize(run: dict, settings: EvalSettings, model: str, num_train: int,
+              measured_on: str = "test") -> dict:
+  """The result dict of one architecture (keys documented in docs/evaluate.md).
+
+  measured_on: what x_test was (`test_split_name`), so that accuracies measured on a train
+  holdout, and checkpoints selected on it, never read as test numbers."""
   last = run["checkpoint_accuracies"][-1]
   mean, std = _mean_std(last)
   res = {
@@ -754,14 +758,17 @@ def summarize(run: dict, settings: EvalSettings, model: str, num_train: int) -> 
       "wall_seconds": run["wall_seconds"], "train_seconds": run.get("train_seconds"),
       "test_seconds": run.get("test_seconds"),
       "first_step_seconds": run.get("first_step_seconds"), "devices": run["devices"],
-      "loop": run["loop"], "vectorize": run["vectorize"],
+      "loop": run["loop"], "vectorize": run["vectorize"], "measured_on": measured_on,
   }
   if settings.protocol == "idc":
     best = np.max(np.asarray(run["checkpoint_accuracies"]), axis=0).tolist()
     res["best_accuracies"] = best
     res["best_mean"], res["best_std"] = _mean_std(best)
-    res["best_selection"] = ("max over test checkpoints after passes "
-                             f"{run['checkpoint_passes']}: selected on the test set")
+    passes = run["checkpoint_passes"]
+    res["best_selection"] = (
+        f"max over test checkpoints after passes {passes}: selected on the test set"
+        if measured_on == "test" else
+        f"max over checkpoints after passes {passes}: selected on {measured_on}")
   return res
 
 
@@ -769,7 +776,8 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                     num_classes: int, seed: int, model: str | None = None,
                     net: NetFns | None = None, test_batch_size: int = 500,
                     vectorize: str | None = None, loop: str | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict:
+                    progress: Callable[[str], None] | None = None,
+                    measured_on: str = "test") -> dict:
   """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
   y_train) under `settings.protocol` and tests them on (x_test, y_test).
 
@@ -785,7 +793,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
   run = train_and_test(net, x_train, y_train, x_test, y_test, settings=settings, seed=seed,
                        test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
                        progress=progress)
-  return summarize(run, settings, model, int(np.shape(x_train)[-4]))
+  return summarize(run, settings, model, int(np.shape(x_train)[-4]), measured_on)
 
 
 def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
@@ -802,18 +810,6 @@ def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
     if log and len(settings.pool) > 1:
       log(summary_line(out[name]))
   return out
-
-
-def mark_measured_on(results: dict[str, dict], holdout: int) -> dict[str, dict]:
-  """Labels pool results measured on a train holdout (`dataset.holdout`) as such, so no
-  validation accuracy reads as a test accuracy (`best_selection` included)."""
-  where = test_split_name(holdout)
-  for res in results.values():
-    res["measured_on"] = where
-    if holdout and "best_selection" in res:
-      res["best_selection"] = res["best_selection"].replace("test checkpoints", "checkpoints")
-      res["best_selection"] = res["best_selection"].replace("the test set", where)
-  return results
 
 
 def summary_line(res: dict, source: str = "") -> str:
@@ -1057,8 +1053,8 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
   results = evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
                           num_classes=num_classes, seed=settings.seed,
                           test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
-                          log=lambda s: log(f"  {s}"))
-  mark_measured_on(results, ds["holdout"])
+                          log=lambda s: log(f"  {s}"),
+                          measured_on=test_split_name(ds["holdout"]))
   first = results[settings.pool[0]]
   record = {
       "accuracies": first["accuracies"], "mean": first["mean"], "std": first["std"],

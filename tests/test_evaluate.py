@@ -378,12 +378,15 @@ def _write_npz(path, n_per_class=2, shape=(8, 8, 1), classes=10, **extra):
 
 
 def test_holdout_labels_name_the_holdout_not_the_test_set():
-  res = {"protocol": "idc", "model": "convnet", "num_nets": 2, "mean": 60.0, "std": 1.0,
-         "best_mean": 61.0, "best_std": 0.5, "wall_seconds": 3.0,
-         "best_selection": "max over test checkpoints after passes [1, 2]: selected on the "
-                           "test set"}
-  assert "(selected on test set)" in ev.summary_line(dict(res))
-  marked = ev.mark_measured_on({"convnet": dict(res)}, 1000)["convnet"]
+  run = {"checkpoint_accuracies": [[58.0, 61.5], [60.0, 60.0]], "checkpoint_passes": [1, 2],
+         "wall_seconds": 3.0, "devices": 1, "loop": "host", "vectorize": "vmap"}
+  settings = ev.EvalSettings.for_protocol("idc")
+  res = ev.summarize(run, settings, "convnet", 20)
+  assert res["measured_on"] == "test"
+  assert res["best_selection"] == ("max over test checkpoints after passes [1, 2]: selected "
+                                   "on the test set")
+  assert "(selected on test set)" in ev.summary_line(res)
+  marked = ev.summarize(run, settings, "convnet", 20, ev.test_split_name(1000))
   line = ev.summary_line(marked)
   assert "test" not in line, line
   assert "(selected on train holdout (1000/class))" in line
@@ -391,8 +394,7 @@ def test_holdout_labels_name_the_holdout_not_the_test_set():
   assert marked["best_selection"] == ("max over checkpoints after passes [1, 2]: selected on "
                                       "train holdout (1000/class)")
   assert "selected on train holdout" in ev.pool_table({"convnet": marked})
-  assert ev.mark_measured_on({"convnet": dict(res)}, 0)["convnet"]["best_selection"] == \
-      res["best_selection"]
+  assert (marked["mean"], marked["best_mean"]) == (res["mean"], res["best_mean"])
 
 
 def test_holdout_measures_on_held_out_train_images(tmp_path, monkeypatch):
