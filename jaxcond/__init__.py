@@ -9,8 +9,17 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "mmd", "nets", "augment", "synthetic", "objectives", "data", "parallel",
-    "condense", "evaluate", "checkpoint", "report", "bench", "configs",
+    "condense", "evaluate", "checkpoint", "report", "bench", "configs", "backend",
+    "synthetic_io",
 )
+
+
+def load(path, **expect):
+  """Reads a `synthetic.npz` written by `jaxcond.condense` (no shapes or config needed):
+  `jaxcond.load("runs/x/synthetic.npz").x` -> [N, H, W, ch] normalised images, `.y` labels,
+  `.class_names`, `.pixels()` uint8. See `jaxcond.synthetic_io`."""
+  from jaxcond import synthetic_io  # pylint: disable=g-import-not-at-top
+  return synthetic_io.load(path, **expect)
 
 
 def __getattr__(name):

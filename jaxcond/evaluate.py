@@ -18,7 +18,7 @@ Two protocols are implemented, each as an `EvalSettings` object (no scattered co
   CutMix with probability `mix_p` (λ ~ Beta(β, β); box as IDC's `rand_bbox`; partner = a
   uniform random permutation of the batch, which is what IDC's `random_indices(target,
   nclass)` returns with its default intraclass=False: it takes the labels but ignores them);
-  loss = r·CE(y) + (1 − r)·CE(y_partner) with r the kept area. SGD as above, batch 128,
+  loss = r·CE(y) + (1 − r)·CE(y_partner) with r the kept area. SGD as above, batch 64,
   `epochs` passes with MultiStep decay ×0.2 at epochs 2E//3 and 5E//6 (0-based pass index
   >= milestone, i.e. torch's scheduler stepped after each epoch); no momentum reset.
   Test accuracy after every `eval_every_epochs` passes and at the end. Reported: the last
@@ -82,20 +82,14 @@ _NET_TRAIN = 1
 _BASELINE_SUBSET = 2
 _BASELINE_FEATURES = 3
 
-_PROTOCOL_DEFAULTS = {
-    "dm": dict(epochs=1000, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4,
-               strategy=DM_STRATEGY, mix_p=0.0, beta=1.0, eval_every_epochs=0),
-    "idc": dict(epochs=1000, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                strategy=IDC_STRATEGY, mix_p=0.5, beta=1.0, eval_every_epochs=500),
-}
-
-
 def default_strategy(protocol: str, dataset: str | None = None) -> str:
   """The protocol's DSA strategy, without `flip` for digit datasets (DM README)."""
-  strategy = _PROTOCOL_DEFAULTS[protocol]["strategy"]
-  if dataset is not None and _canonical(dataset) in DIGIT_DATASETS:
-    strategy = "_".join(op for op in strategy.split("_") if op != "flip")
-  return strategy
+  return _protocol_defaults(protocol, dataset)["strategy"]
+
+
+def _protocol_defaults(protocol: str, dataset: str | None = None) -> dict:
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  return configs.eval_protocol_defaults(protocol, _canonical(dataset) if dataset else None)
 
 
 def _canonical(name: str) -> str:
@@ -199,8 +193,7 @@ class EvalSettings:
     if protocol not in PROTOCOLS:
       raise ConfigError(f"eval.protocol must be one of {PROTOCOLS}, got {protocol!r}")
     dataset = overrides.pop("dataset", None)
-    fields = dict(_PROTOCOL_DEFAULTS[protocol], protocol=protocol)
-    fields["strategy"] = default_strategy(protocol, dataset)
+    fields = dict(_protocol_defaults(protocol, dataset), protocol=protocol)
     unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
       raise ConfigError(f"eval: unknown field(s) {sorted(unknown)}")
@@ -544,9 +537,8 @@ def default_execution() -> tuple[str, str]:
   (one jitted call per SGD step for all networks) with the networks unrolled; accelerators
   run everything in one jitted fori_loop with the networks vmapped.
   """
-  if jax.default_backend() == "cpu":
-    return "host", "unroll"
-  return "device", "vmap"
+  from jaxcond import backend  # pylint: disable=g-import-not-at-top
+  return backend.eval_execution()
 
 
 @functools.lru_cache(maxsize=32)

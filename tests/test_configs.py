@@ -211,3 +211,19 @@ def test_syn_chunk_auto_scales_with_image_area():
   mnist = registry.get_info("mnist")                        # 28x28: same area per group
   assert configs.step_settings(configs.make_config("mnist", "method=dm,ipc=10"),
                                mnist).syn_chunk == 65
+
+
+def test_eval_protocol_defaults_have_one_home():
+  """The idc batch (64) and every other protocol default come from one table, and the
+  config's eval block and EvalSettings.for_protocol agree on it."""
+  from jaxcond import evaluate
+  for protocol, method in (("dm", "dm"), ("idc", "m3d")):
+    table = configs.eval_protocol_defaults(protocol, "cifar10")
+    c = configs.make_config("cifar10", f"method={method}")
+    ev = evaluate.EvalSettings.for_protocol(protocol, dataset="cifar10")
+    for k, v in table.items():
+      assert getattr(ev, k) == v, (protocol, k)
+      if not (protocol == "dm" and k == "eval_every_epochs"):
+        assert c.eval[k] == v, (protocol, k)
+  assert configs.eval_protocol_defaults("idc")["batch_size"] == 64
+  assert "flip" not in configs.eval_protocol_defaults("dm", "mnist")["strategy"]

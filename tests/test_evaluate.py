@@ -70,7 +70,7 @@ def test_dm_lr_schedule_exact():
 
 def test_idc_lr_schedule_exact():
   s = ev.EvalSettings.for_protocol("idc")
-  assert (s.epochs, s.passes, s.batch_size, s.mix_p, s.eval_every_epochs) == (1000, 1000, 128,
+  assert (s.epochs, s.passes, s.batch_size, s.mix_p, s.eval_every_epochs) == (1000, 1000, 64,
                                                                               0.5, 500)
   assert s.strategy == "color_crop_flip_scale_rotate"
   assert s.milestones == (666, 833)
@@ -125,7 +125,7 @@ def test_settings_validation_and_config():
   s = ev.EvalSettings.from_config({"protocol": "idc", "epochs": 30, "strategy": "auto",
                                    "models": "convnet, alexnet_bn", "every": 100},
                                   dataset="fashion_mnist")
-  assert (s.protocol, s.epochs, s.batch_size, s.strategy) == ("idc", 30, 128, ev.IDC_STRATEGY)
+  assert (s.protocol, s.epochs, s.batch_size, s.strategy) == ("idc", 30, 64, ev.IDC_STRATEGY)
   assert s.pool == ("convnet", "alexnet_bn")
   dm = ev.EvalSettings.from_config({"protocol": "dm", "eval_every_epochs": 500, "mix_p": 0.0})
   assert dm.checkpoint_passes() == (1001,)

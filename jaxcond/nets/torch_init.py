@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcond import backend
 from jaxcond.errors import ConfigError
 
 EPS = 1e-5            # torch norm eps (GroupNorm, BatchNorm2d, LayerNorm)
@@ -133,7 +134,7 @@ def conv2d(x, kernel, strides=(1, 1), padding=((1, 1), (1, 1))):
   elsewhere XLA's own backward is used."""
   strides = tuple(int(s) for s in strides)
   padding = tuple((int(a), int(b)) for a, b in padding)
-  if jax.default_backend() == "cpu":
+  if backend.conv_grad_as_matmul():
     return _conv_cpu(x, kernel, strides, padding)
   return _conv_forward(x, kernel, strides, padding)
 
