@@ -7,18 +7,56 @@ Run (about a minute on 2 CPU cores, including a short evaluation):
 Other methods / IPCs: `experiments/quickstart.py:method=m3d`, `:method=ddm,ipc=5`.
 
 What it does: condenses the 1442 training digits (~144 per class) into 10 images per
-class with DM (methods.md §2: fresh random ConvNet every step, siamese DSA without flip,
+class with DM (arXiv 2110.04181: fresh random ConvNet every step, siamese DSA without flip,
 SGD lr 1 / momentum 0.5 on normalised pixels, real init), then trains 2 ConvNets from
 scratch on the 100 synthetic images (DM protocol, 100 epochs instead of 1000) and tests
 them on the 355 held-out digits. It is a smoke test of the whole pipeline, not a paper
 setting: no paper reports digits.
 
-Choices for 8×8 inputs (not from the papers):
+Choices for 8×8 inputs (not from the papers; the lines after `method_config` below):
 - ConvNet depth 2 (`convnetd2`): a 1-channel input is padded by 3 in the first conv, so
   8×8 acts as 12×12 -> 6×6 -> 3×3 after two blocks (feature dim 64·3·3 = 576 at width 64);
   a third block would pool to 1×1 and keep no spatial layout.
 - width 64, 200 steps, batch_real 32 (a class has ~144 training images); evaluation with
   2 nets x 100 epochs (DM protocol, shortened from 1000).
+
+Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
+`a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
+min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+
+  field                    dm                              m3d                ddm
+  model.name               convnetd2                       convnetd2          = dm
+  eval.model               convnetd2                       convnetd2          = dm
+  steps                    200                             200                = dm
+  batch_real               32                              32                 = dm
+  synthetic.init           real                            mix                = dm
+  synthetic.factor         1                               2                  = dm
+  synthetic.space          normalized                      unit               = dm
+  synthetic.lr             1.0                             1.0                = dm
+  synthetic.momentum       0.5                             0.5                = dm
+  synthetic.batch_syn_max  0                               200                = dm
+  augment.policy           dm                              idc                = dm
+  augment.strategy         color_crop_cutout_scale_rotate  color_crop_cutout  = dm
+  m3d.kernel               ·                               gaussian           ·
+  m3d.ipm                  ·                               5                  ·
+  m3d.step_mode            ·                               per_class          ·
+  ddm.mm_weight            ·                               ·                  10000.0
+  ddm.cm_weight            ·                               ·                  0.0
+  ddm.icd_weight           ·                               ·                  0.0 / 10.0 / 10.0 / 10.0
+  ddm.style_mode           ·                               ·                  batchavg
+  ddm.style_tap            ·                               ·                  norm
+  ddm.k                    ·                               ·                  0
+  eval.protocol            dm                              idc                = dm
+  eval.epochs              100                             100                = dm
+  eval.batch_size          256                             64                 = dm
+  eval.lr                  0.01                            0.01               = dm
+  eval.momentum            0.9                             0.9                = dm
+  eval.weight_decay        0.0005                          0.0005             = dm
+  eval.strategy            color_crop_cutout_scale_rotate  color_crop         = dm
+  eval.mix_p               0.0                             0.0                = dm
+  eval.beta                1.0                             1.0                = dm
+  eval.eval_every_epochs   ·                               50                 ·
+
 Measured (docs/results.md, seed 0): 27.5 s wall on a quiet 2-core CPU (2026-11-21); DM
 96.96 ± 0.21 % (5 nets) against 92.45 ± 1.61 % for random 10-per-class subsets under the
 same evaluation settings; 94.65 % for the real-image initialisation (`--config.steps=0`);
@@ -27,7 +65,10 @@ DDM 95.63 %; M3D 87.04 % (factor 2 cuts 8×8 digits into 4×4 cells; IDC protoco
 from jaxcond import configs
 
 
-def _quick(c):
+def get_config(arg=None):
+  arg = configs.parse_arg(arg)
+  c = configs.method_config("digits", method=arg.pop("method", "dm"),
+                            ipc=arg.pop("ipc", 10), model="convnetd2")
   c.steps = 200
   c.batch_real = 32
   c.model.width = 64
@@ -39,7 +80,16 @@ def _quick(c):
   if c.method == "m3d":
     c.synthetic.factor = 2        # 8×8 -> four 4×4 cells, decoded back to 8×8
     c.synthetic.lr = 1.0          # digits sweep (docs/condense.md): lr 1 > 3 > 10 here
-
-
-def get_config(arg=None):
-  return configs.make_config("digits", arg, model="convnetd2", hook=_quick)
+  if arg.pop("runlocal", False):   # CPU smoke run: seconds to a minute, not paper fidelity
+    c.steps = 20
+    c.checkpoint_every = 10
+    c.log_every = 5
+    c.batch_real = min(c.batch_real, 16)
+    c.model.width = 32
+    c.synthetic.batch_syn_max = min(c.synthetic.batch_syn_max or 64, 64)
+    c.eval.num_nets = 1
+    c.eval.epochs = 20
+    c.eval.batch_size = min(c.eval.batch_size, 64)
+    c.eval.eval_every_epochs = 10
+    c.eval.every = 0
+  return configs.override(c, arg)  # any `field=value` of the arg, applied last

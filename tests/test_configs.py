@@ -227,3 +227,47 @@ def test_eval_protocol_defaults_have_one_home():
         assert c.eval[k] == v, (protocol, k)
   assert configs.eval_protocol_defaults("idc")["batch_size"] == 64
   assert "flip" not in configs.eval_protocol_defaults("dm", "mnist")["strategy"]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_docstring_shows_its_values(path):
+  """Each experiment file quotes `configs.values_table` of its own configs; when a default
+  changes, paste the table printed here into the file's docstring."""
+  import textwrap
+  module = load_experiment(path.stem)
+  table = textwrap.indent(configs.values_table(module.get_config), "  ")
+  assert table in module.__doc__, f"{path.name}: the docstring's values table is stale:\n{table}"
+  assert "if arg.pop(\"runlocal\", False):" in path.read_text()   # the shrink is in the file
+
+
+def test_schema_takes_method_values_from_methods():
+  """The schema holds no copy of a method default: its method-owned fields are DM's."""
+  flat = configs.flat(configs.base_config())
+  for field, value in configs.method_defaults("dm", "cifar10", 10).items():
+    assert flat[field] == value and type(flat[field]) is type(value), field
+  for field in configs.M3D:
+    if field.startswith("m3d."):
+      assert flat[field] == configs.M3D[field], field
+  for field in configs.DDM:
+    if field.startswith("ddm."):
+      assert flat[field] == configs.DDM[field], field
+
+
+def test_validate_one_entry_point():
+  c = configs.make_config("digits", "method=m3d,ipc=40,batch_real=16")
+  configs.validate(c)                                    # static only
+  configs.validate(c, image_shape=(8, 8, 1))
+  msg = one_line_error(configs.validate, c, image_shape=(8, 8, 1), counts=[150] * 10)
+  assert msg.startswith("ipc")                           # mix needs 40 * 2² real images
+  c.synthetic.factor = 8
+  assert one_line_error(configs.validate, c, image_shape=(8, 8, 1)).startswith(
+      "synthetic.factor")
+
+
+def test_method_config_and_override_match_make_config():
+  c = configs.method_config("cifar10", method="m3d", ipc=1)
+  configs.override(c, {"steps": 7, "synthetic.lr": 3})
+  assert configs.flat(c) == configs.flat(
+      configs.make_config("cifar10", "method=m3d,ipc=1,steps=7,synthetic.lr=3"))
+  assert one_line_error(configs.method_config, "cifar10", ipc="ten").startswith("ipc")
+  assert one_line_error(configs.override, c, {"stepz": 1}).startswith("stepz")

@@ -187,8 +187,9 @@ def values_table(get_config: Callable[[str], Any], prefix: str = "",
   """The method-owned values an experiment file's configs hold, one row per field.
 
   Columns dm / m3d / ddm; a cell `a / b / c / d` gives the values at IPC 1 / 10 / 50 / 100
-  where they differ; `·` = not read by that method. Experiment docstrings quote this
-  table and tests/test_configs.py checks that they still match.
+  where they differ; `·` = not read by that method; `= dm` = as in the dm column.
+  Experiment docstrings quote this table and tests/test_configs.py checks that they still
+  match.
   """
   fields = ["model.name", "eval.model"]
   for table in (methods.DM, methods.M3D, methods.DDM):
@@ -207,6 +208,7 @@ def values_table(get_config: Callable[[str], Any], prefix: str = "",
       else:
         cells.append(" / ".join(values))
     cols[method] = cells
+  cols["ddm"] = ["= dm" if d == m and d != "·" else d for d, m in zip(cols["ddm"], cols["dm"])]
   rows = [["field", *methods.METHODS]] + [[f, *(cols[m][i] for m in methods.METHODS)]
                                           for i, f in enumerate(fields)]
   widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]) - 1)]

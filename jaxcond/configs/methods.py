@@ -5,8 +5,9 @@ values for these fields are DM's (`schema.base_config` fills them from `DM`), an
 experiment file's docstring shows the resolved values (tests/test_configs.py checks it).
 References: DM (Zhao & Bilen, arXiv 2110.04181, and its README), M3D (Zhang et al.,
 arXiv 2312.15927, and its released code), IDC (Kim et al., arXiv 2205.14959: M3D's
-parent, whose evaluation protocol M3D uses), DDM (docs/methods.md). Values the papers do
-not give are marked CHOICE with the reason.
+parent, whose evaluation protocol M3D uses), DDM (Rahimi Malakshan et al., WACV 2025,
+arXiv 2412.04748, and its authors' re-release). Values the papers do not give are marked
+CHOICE with the reason.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ M3D = {
     "m3d.step_mode": "per_class",
 }
 
-# DDM (docs/methods.md §4): DM plus the style moments (weight 1e4, batch-averaged, taken
+# DDM (arXiv 2412.04748): DM plus the style moments (weight 1e4, batch-averaged, taken
 # after each block's norm) and the intra-class diversity term (ICD, weight 10,
 # k = round(0.2·ipc) via `ddm.k` 0); the correlation term off (the authors' re-release
 # "paper" config). ICD needs two images per class: weight 0 at IPC 1.
@@ -125,7 +126,7 @@ def method_defaults(method: str, dataset: str, ipc: int) -> dict[str, Any]:
     if digits:
       out["augment.strategy"] = NO_FLIP_STRATEGY
     if method == "ddm" and ipc < 2:
-      out["ddm.icd_weight"] = 0.0       # ICD is undefined at ipc 1 (docs/methods.md §4.4)
+      out["ddm.icd_weight"] = 0.0       # ICD needs two images per class
     # DM protocol: last-epoch accuracy; `eval_every_epochs` is left as it is (dm ignores it).
     protocol = eval_protocol_defaults("dm", dataset)
     del protocol["eval_every_epochs"]
