@@ -271,3 +271,13 @@ def test_method_config_and_override_match_make_config():
       configs.make_config("cifar10", "method=m3d,ipc=1,steps=7,synthetic.lr=3"))
   assert one_line_error(configs.method_config, "cifar10", ipc="ten").startswith("ipc")
   assert one_line_error(configs.override, c, {"stepz": 1}).startswith("stepz")
+
+
+def test_run_and_data_settings_are_plain():
+  c = configs.make_config("cifar10", "method=dm,ipc=10,dataset.holdout=100,eval.every=50")
+  run = configs.RunSettings.from_config(c)
+  data = configs.DataSettings.from_config(c)
+  assert hash(run) is not None and hash(data) is not None
+  assert (run.steps, run.eval_every, run.config_hash) == (20000, 50, configs.config_hash(c))
+  assert dict(run.trajectory) == configs.trajectory_dict(c)
+  assert (data.name, data.holdout, data.streaming) == ("cifar10", 100, False)

@@ -4,7 +4,7 @@
   methods.py   DM / M3D / DDM paper defaults, condensation and evaluation protocol
   validate.py  every check: validate(c, *, image_shape=None, counts=None, class_names=None)
   build.py     arg strings, method_config / override / make_config, values_table
-  settings.py  a validated config -> steps.StepSettings (step_settings)
+  settings.py  a validated config -> frozen DataSettings, RunSettings, steps.StepSettings
   checks.py    one-line field checks shared by the above
 
 ConfigDicts stop at the entry points: `experiments/<dataset>.py:get_config(arg)` builds
@@ -26,7 +26,8 @@ from jaxcond.configs.schema import (INITS, KERNELS, NON_TRAJECTORY_FIELDS, POLIC
                                     SPACES, STEP_MODES, STYLE_MODES, STYLE_TAPS,
                                     base_config, config_hash, differing_fields, flat,
                                     set_field, to_jsonable, trajectory_dict)
-from jaxcond.configs.settings import (SYN_CHUNK_CPU, model_overrides, resolve_real_chunk,
+from jaxcond.configs.settings import (SYN_CHUNK_CPU, DataSettings, RunSettings,
+                                      model_overrides, resolve_real_chunk,
                                       resolve_syn_chunk, step_settings)
 from jaxcond.configs.validate import (uses_batch_norm, validate, validate_counts,
                                       validate_shapes, validate_static)

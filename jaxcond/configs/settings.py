@@ -1,15 +1,67 @@
 """A validated config -> the small frozen settings the library takes (no ConfigDict past here).
 
-`step_settings(c, info)` -> `jaxcond.steps.StepSettings` for the condensation step.
+- `DataSettings.from_config(c)`: which real data to read (`dataset.*`);
+- `RunSettings.from_config(c)`: the run loop's bookkeeping (steps, checkpoints, logging,
+  devices, in-loop evaluation cadence) and the run's identity (hash, trajectory);
+- `step_settings(c, info)` -> `jaxcond.steps.StepSettings`: the condensation step.
+The evaluation side is `evaluate.EvalSettings.from_config(c.eval, dataset=...)`.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
 
+from jaxcond.configs import schema
 from jaxcond.configs.checks import check_strategy
 from jaxcond.configs.validate import uses_batch_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+  """Which real data a program reads (the `dataset` block)."""
+  name: str
+  source: str = "auto"
+  path: str = ""                 # "" = $JAXCOND_DATA_DIR/<name>
+  resolution: int = 0            # 0 = native / registry default
+  streaming: bool = False
+  holdout: int = 0               # > 0: last n train images/class are the test set
+
+  @classmethod
+  def from_config(cls, c: ml_collections.ConfigDict) -> "DataSettings":
+    d = c.dataset
+    return cls(name=str(d.name), source=str(d.source or "auto"), path=str(d.path),
+               resolution=int(d.resolution), streaming=bool(d.streaming),
+               holdout=int(d.holdout))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """The condensation loop's bookkeeping and the run's identity.
+
+  `trajectory` / `config_hash` are what a resumed run must match (`schema.trajectory_dict`).
+  """
+  steps: int
+  checkpoint_every: int = 1000   # 0 = only at the end
+  keep_checkpoints: int = 3
+  image_every: int = 0
+  log_every: int = 100
+  num_devices: int = 0           # 0 = all
+  quiet: bool = False
+  eval_every: int = 0            # steps between in-loop evaluations; 0 = at the end only
+  eval_num_nets: int = 0         # 0 = no evaluation
+  config_hash: str = ""
+  trajectory: tuple = ()         # sorted (field, value) pairs
+
+  @classmethod
+  def from_config(cls, c: ml_collections.ConfigDict) -> "RunSettings":
+    return cls(steps=int(c.steps), checkpoint_every=int(c.checkpoint_every),
+               keep_checkpoints=int(c.keep_checkpoints), image_every=int(c.image_every),
+               log_every=int(c.log_every), num_devices=int(c.num_devices),
+               quiet=bool(c.quiet), eval_every=int(c.eval.every),
+               eval_num_nets=int(c.eval.num_nets), config_hash=schema.config_hash(c),
+               trajectory=tuple(schema.trajectory_dict(c).items()))
 
 
 def model_overrides(c: ml_collections.ConfigDict) -> dict[str, Any]:
