@@ -124,8 +124,8 @@ def _resolve_chunk(c: ml_collections.ConfigDict, field: str, auto_on_cpu) -> int
     return 0
   if k > 0:
     return k
-  import jax  # pylint: disable=g-import-not-at-top
-  return auto_on_cpu() if jax.default_backend() == "cpu" else 0
+  from jaxcond import backend  # pylint: disable=g-import-not-at-top
+  return auto_on_cpu() if backend.is_cpu() else 0
 
 
 def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
