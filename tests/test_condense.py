@@ -168,7 +168,7 @@ def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
     seen["test"] = np.asarray(y_test)
     return real_pool(x_train, y_train, x_test, y_test, **kw)
   monkeypatch.setattr(data, "build_bank", bank_spy)
-  monkeypatch.setattr(evaluate, "evaluate_pool", pool_spy)
+  monkeypatch.setattr(evaluate.pool, "evaluate_pool", pool_spy)
   c = tiny_config("dm", steps=2, checkpoint_every=0, **EVAL, **{"dataset.holdout": 20})
   condense.run(c, str(tmp_path))
   _, y_all = data.load_split("digits", "train")
@@ -217,7 +217,7 @@ def test_cli_ipc_override_warns_about_stale_ipc_defaults(tmp_path):
     p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config", config,
                         "--workdir", str(tmp_path / "w"), "--config.steps=-1", *extra],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "ConfigError: steps" in p.stderr, p.stderr[-2000:]
+    assert p.returncode == 2 and "error: steps" in p.stderr, p.stderr[-2000:]
     return [l for l in p.stderr.splitlines() if l.startswith("warning:")]
   (line,) = stderr("experiments/fashion_mnist.py:method=m3d", "--config.ipc=1")
   assert "synthetic.lr stays 10.0 (default there: 1.0)" in line, line
@@ -239,13 +239,13 @@ def test_cli_errors_are_one_line(tmp_path):
             "--workdir", str(tmp_path / "w"), *extra]
     p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2, p.stderr[-2000:]
-    lines = [l for l in p.stderr.strip().splitlines() if l.startswith("ConfigError")]
-    assert len(lines) == 1 and lines[0].startswith(f"ConfigError: {field}"), p.stderr[-2000:]
+    lines = [l for l in p.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), p.stderr[-2000:]
     assert "Traceback" not in p.stderr
   p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config",
                       "experiments/quickstart.py:method=dn", "--workdir", str(tmp_path / "w")],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert p.returncode == 2 and "ConfigError: method" in p.stderr and "Traceback" not in p.stderr
+  assert p.returncode == 2 and "error: method" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_resume_with_another_config_is_refused(tmp_path):
