@@ -586,4 +586,5 @@ def test_smoke_evaluate_program_on_digits(tmp_path, capsys):
   data = json.loads((tmp_path / "out" / "results.json").read_text())
   assert data["model"] == "mlp" and data["num_test"] == 355 and len(data["accuracies"]) == 2
   assert data["command"].startswith("python -m jaxcond.evaluate --config=")
-  assert "evaluate synthetic.npz: dm protocol" in out and "-> " in out
+  assert "mlp: training 2 network(s), 2 passes over 20 images (dm protocol)" in out
+  assert out.strip().splitlines()[-1].startswith("evaluate: dm mlp x2 on synthetic.npz")

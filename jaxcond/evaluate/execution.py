@@ -147,7 +147,7 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
                    test_batch_size: int = 500, vectorize: str | None = None,
                    loop: str | None = None, num_devices: int | None = None,
                    return_states: bool = False, progress: Callable[[str], None] | None = None,
-                   progress_every_s: float = 30.0) -> dict:
+                   progress_every_s: float = 10.0) -> dict:
   """Trains the networks `net_ids` (default 0..num_nets-1) and tests them at every checkpoint.
 
   x_train [n, H, W, ch] is shared by all networks; [num_nets, n, H, W, ch] (with y_train

@@ -69,6 +69,9 @@ def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
   `log` hears progress lines and, for a pool of several models, each model's summary."""
   out = {}
   for name in settings.pool:
+    if log:
+      log(f"{name}: training {settings.num_nets} network(s), {settings.passes} passes over "
+          f"{int(np.shape(x_train)[-4])} images ({settings.protocol} protocol)")
     out[name] = evaluate_arrays(
         x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
         seed=seed, model=name, progress=(lambda s, n=name: log(f"{n}: {s}")) if log else None,

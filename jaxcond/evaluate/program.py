@@ -93,8 +93,6 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
 
   x_test, y_test = load_test_split(config, info, load)
   label = pathlib.Path(synthetic).name if synthetic else f"{baseline} baseline"
-  log(f"evaluate {label}: {settings.protocol} protocol, {', '.join(settings.pool)} x"
-      f"{settings.num_nets}, {settings.passes} passes over {int(np.shape(x_train)[-4])} images")
   rec, results = pool_lib.evaluate_set(
       x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
       measured_on=test_split_name(int(config.dataset.holdout)),
