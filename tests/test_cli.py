@@ -80,7 +80,8 @@ def test_exit_codes():
 
 # ----------------------------------------------------------------------------- smoke tests
 # One in-process end-to-end run per program on tiny digits (the real code path, tiny sizes);
-# the evaluate one is tests/test_evaluate.py::test_smoke_evaluate_program_on_digits.
+# evaluate: tests/test_evaluate.py::test_smoke_evaluate_program_on_digits; bench:
+# tests/test_bench.py::test_cli_last_line_is_json (in-process).
 
 def test_smoke_condense_program_on_digits(tmp_path, capsys):
   import json
@@ -105,12 +106,3 @@ def test_smoke_condense_program_on_digits(tmp_path, capsys):
   results = json.loads((tmp_path / "ev" / "results.json").read_text())
   assert set(record) - {"step", "decoded"} <= set(results)
   assert results["accuracies"] == record["accuracies"]      # same set, seeds and protocol
-
-
-def test_smoke_bench_program(capsys):
-  import json
-  argv = ["bench", "--config", f"{QUICK}:method=dm,ipc=1", "--fake-data", "--repeats", "1",
-          "--warmup", "0", "--peak-n", "0", "--config.batch_real=4", "--set", "model.width=4"]
-  assert bench.main(argv) == 0, capsys.readouterr().err
-  last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert last["median_step_s"] > 0 and last["ipc"] == 1 and last["images_per_step"] == 10 * 5
