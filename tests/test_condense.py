@@ -147,6 +147,7 @@ def test_report_helpers(tmp_path):
 EVAL = {"eval.num_nets": 1, "eval.epochs": 2, "eval.model": "convnetd1"}
 
 
+@pytest.mark.slow
 def test_final_evaluation(tmp_path):
   out = condense.run(tiny_config("dm", steps=2, checkpoint_every=0, **EVAL), str(tmp_path))
   (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
@@ -266,6 +267,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- numerics
 
+@pytest.mark.slow
 def test_dm_loss_decreases_on_digits(tmp_path):
   c = tiny_config("dm", steps=40, log_every=10, checkpoint_every=0, ipc=5, batch_real=32,
                   **{"synthetic.init": "noise", "model.width": 32})
@@ -301,6 +303,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   assert not (tmp_path / "synthetic.npz").exists()
 
 
+@pytest.mark.slow
 def test_huge_lr_diverges(tmp_path):
   c = tiny_config("dm", steps=6, log_every=3, **{"synthetic.lr": 1e38})
   with pytest.raises(condense.DivergedError, match="synthetic.lr"):
@@ -350,6 +353,7 @@ def _x(path):
     return z["x"]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   condense.run(tiny_config("ddm", steps=6, checkpoint_every=2, ipc=3), str(tmp_path / "a"))
   condense.run(tiny_config("ddm", steps=4, checkpoint_every=2, ipc=3), str(tmp_path / "b"))
