@@ -184,3 +184,42 @@ def random_net_features(model_name: str, key, images, *, num_classes: int,
 
 def gather(images, indices: Sequence[int]) -> np.ndarray:
   return np.asarray(images)[np.asarray(indices)]
+
+
+# Key purposes folded into the evaluation key for baselines (fixed, never reordered).
+_SUBSET = 2
+_FEATURES = 3
+
+
+def training_sets(method: str, real_x, real_y, num_classes: int, ipc: int, *, num_nets: int,
+                  seed: int, feature_net: str = "convnet", log: Callable | None = None):
+  """What the evaluation networks train on for a baseline: (x, y, source record).
+
+  `random` gives each of the `num_nets` networks its own subset ([nets, N, ...] arrays);
+  herding / k-center one subset from the features of a random `feature_net`. Keys derive
+  from the evaluation key `step_key(seed, 0, EVAL)`, so a baseline run is reproducible.
+  """
+  from jaxcond import rng  # pylint: disable=g-import-not-at-top
+  if method not in BASELINES:
+    raise ConfigError(f"--baseline: {method!r} unknown (known: {', '.join(BASELINES)})")
+  base = rng.step_key(seed, 0, rng.EVAL)
+  if method == "random":
+    subsets = [select("random", real_y, num_classes, ipc,
+                      key=jax.random.fold_in(jax.random.fold_in(base, _SUBSET), i))
+               for i in range(num_nets)]
+    x = np.stack([real_x[s] for s in subsets])
+    y = np.stack([real_y[s] for s in subsets])
+    picked = [s.tolist() for s in subsets]
+  else:
+    fkey = jax.random.fold_in(base, _FEATURES)
+    if log:
+      log(f"baseline {method}: embedding {real_x.shape[0]} training images with a random "
+          f"{feature_net}")
+    feats = random_net_features(feature_net, fkey, real_x, num_classes=num_classes)
+    idx = select(method, real_y, num_classes, ipc, key=fkey, features=feats)
+    x, y = real_x[idx], real_y[idx]
+    picked = idx.tolist()
+  source = {"kind": "baseline", "baseline": method, "ipc": int(ipc),
+            "per_net_subsets": method == "random",
+            "feature_net": None if method == "random" else feature_net, "indices": picked}
+  return x, y, source

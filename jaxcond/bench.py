@@ -45,9 +45,7 @@ force one); `--cpu-devices N` fakes N CPU devices to exercise the sharded step.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -55,8 +53,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from jaxcond import configs
-from jaxcond.errors import ConfigError, DataError, JaxcondError
+from jaxcond import cli, configs
+from jaxcond.errors import ConfigError, JaxcondError
 
 EVAL_PASSES_DM = 1001           # the dm protocol's passes (epochs 0..1000)
 
@@ -73,46 +71,24 @@ def _log(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def load_config_file(path: str):
-  """Imports `experiments/<file>.py` and returns its module (get_config(arg))."""
-  if not os.path.isfile(path):
-    raise ConfigError(f"--config: file {path!r} not found")
-  name = "_jaxcond_bench_cfg_" + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except Exception as err:  # pylint: disable=broad-except  (user file)
-    raise ConfigError(f"--config {path}: {type(err).__name__}: {err}") from None
-  if not hasattr(module, "get_config"):
-    raise ConfigError(f"--config {path}: defines no get_config(arg)")
-  return module
+def _set_overrides(sets: Sequence[str]) -> list[tuple[str, str]]:
+  """`--set field=value` (bench's older spelling of `--config.field=value`) -> overrides."""
+  out = []
+  for item in sets:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--set: expected field=value, got {item!r}")
+    out.append((key.strip(), value.strip()))
+  return out
 
 
 def build_config(spec: str, *, method: str | None = None, ipc: int | None = None,
-                 sets: Sequence[str] = (), workload: str = "config"):
+                 sets: Sequence[str] = (), workload: str = "config", overrides=()):
   """`file.py[:arg]` -> validated ConfigDict, with method/ipc put into the arg string
-  (so the method's defaults apply), then `--set field=value` overrides, then the workload."""
-  path, _, arg = spec.partition(":")
-  args = configs.parse_arg(arg)
-  if method is not None:
-    args["method"] = method
-  if ipc is not None:
-    args["ipc"] = ipc
-  arg = ",".join(k if v is True else f"{k}={v}" for k, v in args.items())
-  module = load_config_file(path)
-  try:
-    config = module.get_config(arg or None)
-  except JaxcondError:
-    raise
-  except Exception as err:  # pylint: disable=broad-except
-    raise ConfigError(f"--config {spec}: {type(err).__name__}: {err}") from None
-  for item in sets:
-    if "=" not in item:
-      raise ConfigError(f"--set: expected field=value, got {item!r}")
-    key, value = item.split("=", 1)
-    configs.set_field(config, key.strip(), configs._literal(value.strip()),  # pylint: disable=protected-access
-                      source="--set")
+  (so the method's defaults apply), then the `--config.<field>` / `--set field=value`
+  overrides (`jaxcond.cli`), then the workload."""
+  updates = {k: v for k, v in (("method", method), ("ipc", ipc)) if v is not None}
+  config = cli.load_config(spec, [*overrides, *_set_overrides(sets)], arg_updates=updates)
   apply_workload(config, workload)
   configs.validate(config)
   return config
@@ -413,36 +389,51 @@ def _int_list(text: str, flag: str) -> list[int]:
   return out
 
 
-def parse_args(argv: Sequence[str]):
-  p = argparse.ArgumentParser(prog="python -m jaxcond.bench", description=__doc__.split("\n")[0])
-  p.add_argument("--config", default=None,
-                 help="experiments/<file>.py[:arg] (default for --sweep: CIFAR-10 dm)")
-  p.add_argument("--method", default=None, help="comma-separated methods (dm,m3d,ddm)")
-  p.add_argument("--ipc", default=None, help="comma-separated IPCs")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="config override, repeatable (e.g. --set model.norm=none)")
-  p.add_argument("--workload", default="config", choices=("config", "reference"))
-  p.add_argument("--fake-data", action="store_true", help="random uint8 bank (offline)")
-  p.add_argument("--num-devices", default="0",
-                 help="comma-separated device counts (0 = config.num_devices or all)")
-  p.add_argument("--cpu-devices", type=int, default=0,
-                 help="fake this many CPU devices (before JAX starts)")
-  p.add_argument("--platform", default=None, help="force a JAX platform (cpu, gpu, tpu)")
-  p.add_argument("--repeats", type=int, default=10)
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--peak-n", type=int, default=4096,
-                 help="matmul size for the peak measurement (0 = skip)")
-  p.add_argument("--eval", action="store_true", help="also measure evaluation throughput")
-  p.add_argument("--eval-nets", type=int, default=0, help="0 = config.eval.num_nets")
-  p.add_argument("--eval-passes", type=int, default=4)
-  p.add_argument("--sweep", default=None, choices=("classes",))
-  p.add_argument("--classes", default="10,100,1000")
-  p.add_argument("--sweep-res", type=int, default=16)
-  p.add_argument("--sweep-width", type=int, default=32)
-  p.add_argument("--sweep-batch-real", type=int, default=16)
-  p.add_argument("--markdown", default=None, help="also write the table to this file")
-  p.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
-  args = p.parse_args(list(argv))
+PROGRAM = cli.Program(
+    name="bench",
+    summary="Throughput of the condensation step (and of evaluation): a Markdown table, then "
+            "one JSON line per case (the last line is always JSON).",
+    examples=("python -m jaxcond.bench --config experiments/cifar10.py:method=dm,ipc=10 "
+              "--fake-data",
+              "python -m jaxcond.bench --config experiments/cifar10.py --method dm,m3d "
+              "--ipc 1,10,50 --fake-data --workload reference",
+              "python -m jaxcond.bench --sweep classes --classes 10,100,1000 --fake-data"),
+    config="optional (default for --sweep: CIFAR-10 dm)", workdir="none", load=False,
+    flags=(
+        cli.flag("method", "comma-separated methods (dm,m3d,ddm)"),
+        cli.flag("ipc", "comma-separated IPCs"),
+        cli.flag("set", "config override, repeatable (the same as --config.FIELD=VALUE)",
+                 action="append", default=[], metavar="FIELD=VALUE"),
+        cli.flag("workload", "config: the config's step; reference: the PyTorch reference "
+                 "iteration's workload", default="config", choices=("config", "reference")),
+        cli.flag("fake-data", "random uint8 bank (offline)", action="store_true"),
+        cli.flag("num-devices", "comma-separated device counts (0 = config.num_devices or all)",
+                 default="0"),
+        cli.flag("cpu-devices", "fake this many CPU devices (before JAX starts)", type=int,
+                 default=0),
+        cli.flag("platform", "force a JAX platform (cpu, gpu, tpu)"),
+        cli.flag("repeats", "timed steps per case", type=int, default=10),
+        cli.flag("warmup", "untimed steps before them", type=int, default=2),
+        cli.flag("peak-n", "matmul size for the peak measurement (0 = skip)", type=int,
+                 default=4096),
+        cli.flag("eval", "also measure evaluation throughput", action="store_true"),
+        cli.flag("eval-nets", "0 = config.eval.num_nets", type=int, default=0),
+        cli.flag("eval-passes", "passes timed for --eval", type=int, default=4),
+        cli.flag("sweep", "measure the cost structure over class counts", choices=("classes",)),
+        cli.flag("classes", "class counts of --sweep classes", default="10,100,1000"),
+        cli.flag("sweep-res", "--sweep image resolution", type=int, default=16),
+        cli.flag("sweep-width", "--sweep net width", type=int, default=32),
+        cli.flag("sweep-batch-real", "--sweep real images per class", type=int, default=16),
+        cli.flag("markdown", "also write the table to this file"),
+        cli.flag("jsonl", "also append the JSON lines to this file"),
+    ))
+
+
+def _namespace(a: "cli.Args"):
+  """cli.Args -> the argparse namespace the cases are built from (`config` is the FILE[:ARG]
+  string, `overrides` the --config.FIELD=VALUE pairs)."""
+  args = a.flags
+  args.config, args.overrides, args.command = a.config_arg, a.overrides, a.command
   if args.repeats < 1:
     raise ConfigError(f"--repeats: must be >= 1, got {args.repeats}")
   if args.warmup < 0:
@@ -450,6 +441,12 @@ def parse_args(argv: Sequence[str]):
   if args.config is None and args.sweep is None:
     raise ConfigError("--config: required (e.g. --config experiments/cifar10.py:method=dm,ipc=10)")
   return args
+
+
+def parse_args(argv: Sequence[str]):
+  """The bench command line (without the program name) -> namespace (`_namespace`)."""
+  a = cli.parse(PROGRAM, argv)
+  return None if a is None else _namespace(a)
 
 
 def _setup_jax(args) -> None:
@@ -476,26 +473,23 @@ def _case_configs(args) -> list:
     if args.config is None:
       config = configs.make_config("cifar10", f"method={args.method or 'dm'},"
                                               f"ipc={int(args.ipc) if args.ipc else 1}")
-      for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-          raise ConfigError(f"--set: expected field=value, got {item!r}")
-        configs.set_field(config, key.strip(), configs._literal(value.strip()),  # pylint: disable=protected-access
-                          source="--set")
+      cli.apply_overrides(config, [*args.overrides, *_set_overrides(args.set)])
       apply_workload(config, args.workload)
       configs.validate(config)
     else:
       config = build_config(args.config, sets=args.set, workload=args.workload,
-                            method=args.method, ipc=int(args.ipc) if args.ipc else None)
+                            method=args.method, ipc=int(args.ipc) if args.ipc else None,
+                            overrides=args.overrides)
     return [(config, devices[0])]
   methods = args.method.split(",") if args.method else [None]
   ipcs = _int_list(args.ipc, "--ipc") if args.ipc else [None]
-  return [(build_config(args.config, method=m, ipc=i, sets=args.set, workload=args.workload),
-           nd) for m in methods for i in ipcs for nd in devices]
+  return [(build_config(args.config, method=m, ipc=i, sets=args.set, workload=args.workload,
+                        overrides=args.overrides), nd)
+          for m in methods for i in ipcs for nd in devices]
 
 
-def run(argv: Sequence[str]) -> list[dict]:
-  args = parse_args(argv)
+def run(args) -> list[dict]:
+  """Measures every case of the parsed command line `args` (`parse_args`); returns rows."""
   _setup_jax(args)
   cases = _case_configs(args)
   from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
@@ -556,16 +550,8 @@ def _json_default(x):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  try:
-    run(argv)
-  except (ConfigError, DataError) as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  except JaxcondError as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  return 0
+  """`python -m jaxcond.bench`; exit status and error line as every program (jaxcond.cli)."""
+  return cli.main(PROGRAM, lambda a: run(_namespace(a)), argv)
 
 
 if __name__ == "__main__":

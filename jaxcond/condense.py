@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxcond import configs
+from jaxcond import cli, configs
 from jaxcond.errors import ConfigError, JaxcondError
 
 
@@ -390,38 +390,34 @@ def _save_grid(path, syn, s, is_main) -> None:
     report.save_grid(path, np.asarray(steps.display_images(x, s)))
 
 
+def _synthetic_set(x_host, s, info, config):
+  """The condensed set as a `synthetic_io.SyntheticSet` (the one file format): the jitted
+  `steps.export_images` decodes and normalises, synthetic_io lays it out."""
+  from jaxcond import steps, synthetic_io  # pylint: disable=g-import-not-at-top
+  x_norm, x_dec = steps.export_images(x_host, s)
+  names = info.class_names or tuple(str(c) for c in range(x_host.shape[0]))
+  return synthetic_io.make(np.asarray(x_norm), None if x_dec is None else np.asarray(x_dec),
+                           mean=info.mean, std=info.std, dataset=info.name, method=s.method,
+                           space=s.space, factor=s.factor, steps=config.steps, seed=s.seed,
+                           class_names=names)
+
+
 def _export(paths, x_host, s, info, config, is_main) -> str:
-  """Writes synthetic.npz (docs/design.md format) and the final PNG grid."""
-  from jaxcond import report, steps  # pylint: disable=g-import-not-at-top
+  """Writes synthetic.npz (`jaxcond.synthetic_io` format) and the final PNG grid."""
+  from jaxcond import report, steps, synthetic_io  # pylint: disable=g-import-not-at-top
   if not is_main:
     return paths["synthetic"]
-  x_norm, x_dec = steps.export_images(x_host, s)
-  c, ipc = x_host.shape[:2]
-  hwc = tuple(info.image_shape)
-  arrays = {
-      "x": np.asarray(x_norm, np.float32).reshape((c * ipc,) + hwc),
-      "y": np.repeat(np.arange(c, dtype=np.int32), ipc),
-      "mean": np.asarray(info.mean, np.float32), "std": np.asarray(info.std, np.float32),
-      "factor": np.int64(s.factor), "space": np.str_(s.space),
-      "method": np.str_(s.method), "dataset": np.str_(info.name),
-      "ipc": np.int64(s.ipc), "steps": np.int64(config.steps), "seed": np.int64(s.seed),
-  }
-  if x_dec is not None:
-    n_dec = x_dec.shape[1]
-    arrays["x_decoded"] = np.asarray(x_dec, np.float32).reshape((c * n_dec,) + hwc)
-    arrays["y_decoded"] = np.repeat(np.arange(c, dtype=np.int32), n_dec)
-  tmp = paths["synthetic"] + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, paths["synthetic"])
+  synthetic_io.save(paths["synthetic"], _synthetic_set(x_host, s, info, config))
   report.save_grid(paths["final_png"], np.asarray(steps.display_images(x_host, s)))
   return paths["synthetic"]
 
 
 def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host=None):
-  """Trains `eval.num_nets` fresh nets on the current set (`jaxcond.evaluate`), appends
-  the result to DIR/eval.jsonl and returns it."""
+  """Scores the current set with `jaxcond.evaluate.evaluate_set` (what `python -m
+  jaxcond.evaluate` calls), appends its record (+ step, decoded) to DIR/eval.jsonl and
+  returns it."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond import evaluate, parallel  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
     # jaxcond.evaluate lays its networks over jax.devices(), which spans every process;
     # evaluate the exported set afterwards with `python -m jaxcond.evaluate` instead.
@@ -430,45 +426,21 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
               "--synthetic DIR/synthetic.npz` on one host", force=True)
       cache["warned"] = True
     return None
-  try:
-    from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    printer("evaluation skipped: jaxcond.evaluate is not available", force=True)
-    return None
   if x_host is None:
     x_host = parallel.to_host(state["syn"])[:s.num_classes]
   if "test" not in cache:
-    xt, yt = _load_split(config, "test")
-    xt = (xt.astype(np.float32) / 255.0 - np.asarray(info.mean, np.float32)) / \
-        np.asarray(info.std, np.float32)
-    cache["test"] = (xt, np.asarray(yt, np.int32))
+    cache["test"] = evaluate.load_test_split(config, info)
   x_test, y_test = cache["test"]
-  x_norm, x_dec = steps.export_images(x_host, s)
-  x_train = np.asarray(x_dec if x_dec is not None else x_norm, np.float32)
-  c, n = x_train.shape[:2]
-  x_train = x_train.reshape((c * n,) + x_train.shape[2:])
-  y_train = np.repeat(np.arange(c, dtype=np.int32), n)
-  settings = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
-  t0 = time.perf_counter()
-  results = evaluate.evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
-                                   num_classes=s.num_classes, seed=settings.seed,
-                                   log=lambda line: printer(f"  eval {line}"),
-                                   measured_on=evaluate.test_split_name(
-                                       int(config.dataset.holdout)))
-  first = results[settings.pool[0]]
-  record = {"step": step, "mean": first["mean"], "std": first["std"],
-            "accuracies": first["accuracies"], "protocol": settings.protocol,
-            "model": first["model"], "num_nets": first["num_nets"],
-            "decoded": x_dec is not None, "wall_s": time.perf_counter() - t0,
-            "measured_on": first["measured_on"]}
-  for k in ("best_mean", "best_std", "best_accuracies"):
-    if k in first:
-      record[k] = first[k]
-  if len(results) > 1:
-    record["pool"] = {k: {"mean": v["mean"], "std": v["std"]} for k, v in results.items()}
+  sset = _synthetic_set(x_host, s, info, config)
+  settings = evaluate.EvalSettings.from_config(config)
+  rec, _ = evaluate.evaluate_set(sset.x, sset.y, x_test, y_test, settings=settings,
+                                 num_classes=s.num_classes,
+                                 measured_on=evaluate.test_split_name(
+                                     int(config.dataset.holdout)),
+                                 log=lambda line: printer(f"  eval {line}"))
+  record = {"step": step, **rec, "decoded": sset.decoded}
   eval_log.write(record)
-  line = evaluate.summary_line(first)
-  printer(f"eval @ step {step}: {line}", force=True)
+  printer(f"eval @ step {step}: {evaluate.summary_line(rec)}", force=True)
   return record
 
 
@@ -496,148 +468,32 @@ def _write_config_json(path, config, info, mesh, start, t_data) -> None:
 
 # ----------------------------------------------------------------------------- CLI
 
-def _parse_flags(argv: Sequence[str]):
-  """absl + ml_collections flags in a private FlagValues (importing this module defines
-  no global flags); errors become one-line ConfigErrors."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  fv = flags.FlagValues()
-  config_flag = config_flags.DEFINE_config_file(
-      "config", None, "experiments/<file>.py[:arg] with get_config(arg).", flag_values=fv,
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output directory (resumes if it has checkpoints).",
-                      flag_values=fv)
-  flags.DEFINE_string("coordinator_address", None,
-                      "host:port of process 0 for a multi-process run "
-                      "(or env JAX_COORDINATOR_ADDRESS).", flag_values=fv)
-  flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.",
-                       flag_values=fv)
-  flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=fv)
-  flags.DEFINE_list("local_device_ids", None, "Local device ids for this process.",
-                    flag_values=fv)
-
-  config_arg = None
-  for i, a in enumerate(argv[1:], 1):
-    if a.startswith("--config="):
-      config_arg = a.split("=", 1)[1]
-    elif a == "--config" and i + 1 < len(argv):
-      config_arg = argv[i + 1]
-  if config_arg is None:
-    raise ConfigError("--config: required (e.g. --config experiments/quickstart.py)")
-  config_file = config_arg.split(":", 1)[0]
-  if not os.path.isfile(config_file):
-    raise ConfigError(f"--config: file {config_file!r} not found")
-  try:
-    fv(list(argv))
-  except flags.Error as err:
-    cause = _jaxcond_cause(err)
-    if cause is not None:       # get_config(arg) raised a ConfigError: show it as is
-      raise cause from None
-    raise ConfigError(_flag_error_line(str(err), argv)) from None
-  except (AttributeError, KeyError, TypeError) as err:
-    raise ConfigError(_override_error_line(err, argv)) from None
-  try:
-    config = config_flag.value
-    if config is None:
-      raise ConfigError("--config: get_config returned None")
-    _ = config.method
-  except JaxcondError:
-    raise
-  except Exception as err:  # errors raised while importing / calling get_config
-    raise ConfigError(f"--config {config_arg}: {type(err).__name__}: {err}") from None
-  if not fv.workdir:
-    raise ConfigError("--workdir: required (output directory)")
-  _warn_stale_defaults(config_arg, argv, config)
-  return fv, config
-
-
-def _warn_stale_defaults(config_arg: str, argv, config) -> None:
-  """One stderr line when `--config.ipc` / `--config.method` left other fields at the
-  defaults of the arg's ipc / method (they are set when get_config builds the config)."""
-  overridden = {f for f in map(_override_field, argv[1:]) if f}
-  if not {"ipc", "method"} & overridden:
-    return
-  file, _, arg = config_arg.partition(":")
-  try:
-    import importlib.util  # pylint: disable=g-import-not-at-top
-    spec = importlib.util.spec_from_file_location("_jaxcond_config_file", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    stale = configs.stale_defaults(module.get_config, arg or None, config, overridden)
-  except Exception:  # pylint: disable=broad-except
-    return           # a guard only: the run's own validation reports real config errors
-  if stale:
-    fields = "; ".join(f"{k} stays {v!r} (default there: {d!r})" for k, v, d in stale[:4])
-    fields += f"; and {len(stale) - 4} more" if len(stale) > 4 else ""
-    which = ",".join(f"{k}={config[k]}" for k in ("method", "ipc") if k in overridden)
-    print(f"warning: --config.ipc/--config.method change the config after its defaults were "
-          f"set: {fields}. Put {which} in the config arg ({file}:...,{which}) to get them, "
-          f"or set those fields explicitly.", file=sys.stderr, flush=True)
-
-
-def _jaxcond_cause(err):
-  """The ConfigError/DataError that get_config raised, if `err` (a flags.Error) wraps one.
-
-  ml_collections formats the original traceback into the flag error's message, so the
-  exception is recovered from its last `jaxcond.errors.<Name>: <message>` line.
-  """
-  import re  # pylint: disable=g-import-not-at-top
-  from jaxcond import errors  # pylint: disable=g-import-not-at-top
-  seen = set()
-  while err is not None and id(err) not in seen:
-    if isinstance(err, JaxcondError):
-      return err
-    seen.add(id(err))
-    found = re.findall(r"jaxcond\.errors\.(\w+): (.*)", str(err))
-    if found:
-      name, msg = found[-1]
-      return getattr(errors, name, ConfigError)(msg.strip())
-    err = err.__cause__ or err.__context__
-  return None
-
-
-def _override_field(arg: str) -> str | None:
-  """`--config.synthetic.lr=1` -> `synthetic.lr`; None for any other argument."""
-  return arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else None
-
-
-def _override_error_line(err, argv) -> str:
-  schema = configs._flat(configs.base_config())  # pylint: disable=protected-access
-  for a in argv:
-    field = _override_field(a)
-    if field is not None and field not in schema:
-      return f"{field}: unknown config field (from {a.split('=', 1)[0]})" + \
-          configs._suggest(field, schema)  # pylint: disable=protected-access
-  return f"--config override: {type(err).__name__}: {err}"
-
-
-def _flag_error_line(msg: str, argv) -> str:
-  msg = msg.strip().splitlines()[0]
-  if msg.startswith("flag --config."):
-    field = msg[len("flag --config."):].split("=", 1)[0]
-    return f"{field}: {msg}"
-  if "Unknown command line flag" in msg or "unknown" in msg.lower():
-    return f"command line: {msg}"
-  return msg
+PROGRAM = cli.Program(
+    name="condense",
+    summary="Condense a dataset with DM, M3D or DDM into DIR/synthetic.npz (resumes from "
+            "DIR/checkpoints).",
+    examples=("python -m jaxcond.condense --config experiments/quickstart.py "
+              "--workdir runs/quickstart",
+              "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "
+              "--workdir runs/c10_m3d_10 --config.steps=2000"),
+    flags=(
+        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
+                 "(or env JAX_COORDINATOR_ADDRESS)"),
+        cli.flag("num_processes", "processes in a multi-process run", type=int),
+        cli.flag("process_id", "this process's index", type=int),
+        cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
+    ))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """CLI entry point; returns the exit status (2 for bad input, 1 for a diverged run)."""
-  argv = list(sys.argv if argv is None else argv)
-  try:
-    fv, config = _parse_flags(argv)
+  """`python -m jaxcond.condense`; exit status 0 done, 2 bad input, 1 diverged (cli)."""
+  def go(a: cli.Args):
     from jaxcond import parallel  # pylint: disable=g-import-not-at-top
-    parallel.initialize_distributed(
-        fv.coordinator_address, fv.num_processes, fv.process_id,
-        [int(i) for i in fv.local_device_ids] if fv.local_device_ids else None)
-    run(config, fv.workdir)
-  except DivergedError as err:
-    print(f"DivergedError: {err}", file=sys.stderr, flush=True)
-    return 1
-  except JaxcondError as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  return 0
+    f = a.flags
+    ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
+    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
+    run(a.config, a.workdir)
+  return cli.main(PROGRAM, go, argv)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def test_report_helpers(tmp_path):
 EVAL = {"eval.num_nets": 1, "eval.epochs": 2, "eval.model": "convnetd1"}
 
 
+@pytest.mark.slow
 def test_final_evaluation(tmp_path):
   out = condense.run(tiny_config("dm", steps=2, checkpoint_every=0, **EVAL), str(tmp_path))
   (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
@@ -168,7 +169,7 @@ def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
     seen["test"] = np.asarray(y_test)
     return real_pool(x_train, y_train, x_test, y_test, **kw)
   monkeypatch.setattr(data, "build_bank", bank_spy)
-  monkeypatch.setattr(evaluate, "evaluate_pool", pool_spy)
+  monkeypatch.setattr(evaluate.pool, "evaluate_pool", pool_spy)
   c = tiny_config("dm", steps=2, checkpoint_every=0, **EVAL, **{"dataset.holdout": 20})
   condense.run(c, str(tmp_path))
   _, y_all = data.load_split("digits", "train")
@@ -208,17 +209,17 @@ def test_invalid_config_fails_before_compiling(tmp_path, monkeypatch, overrides,
   assert str(err.value).startswith(field) and "\n" not in str(err.value)
 
 
-def test_cli_ipc_override_warns_about_stale_ipc_defaults(tmp_path):
+def test_cli_ipc_override_warns_about_stale_ipc_defaults(tmp_path, capsys):
   """--config.ipc=1 after an arg built for ipc 10 keeps M3D's ipc-10 lr: say so in one line.
-  (`--config.steps=-1` stops each run at validation, after the flags are read.)"""
-  env = subprocess_env()
+  (`--config.steps=-1` stops each run at validation, after the flags are read; in-process,
+  the same `main` as `python -m jaxcond.condense`.)"""
 
   def stderr(config, *extra):
-    p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config", config,
-                        "--workdir", str(tmp_path / "w"), "--config.steps=-1", *extra],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "ConfigError: steps" in p.stderr, p.stderr[-2000:]
-    return [l for l in p.stderr.splitlines() if l.startswith("warning:")]
+    rc = condense.main(["condense", "--config", config, "--workdir", str(tmp_path / "w"),
+                        "--config.steps=-1", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: steps" in err, err[-2000:]
+    return [l for l in err.splitlines() if l.startswith("warning:")]
   (line,) = stderr("experiments/fashion_mnist.py:method=m3d", "--config.ipc=1")
   assert "synthetic.lr stays 10.0 (default there: 1.0)" in line, line
   assert "experiments/fashion_mnist.py:...,ipc=1" in line
@@ -228,24 +229,34 @@ def test_cli_ipc_override_warns_about_stale_ipc_defaults(tmp_path):
   assert stderr("experiments/fashion_mnist.py:method=m3d,ipc=1") == []
 
 
-def test_cli_errors_are_one_line(tmp_path):
-  env = subprocess_env()
+def test_cli_errors_are_one_line(tmp_path, capsys):
   cases = [
       (["--config.model.widht=8"], "model.widht"),
       (["--config.ipc=-1"], "ipc"),
   ]
   for extra, field in cases:
-    args = [sys.executable, "-m", "jaxcond.condense", "--config", "experiments/quickstart.py",
-            "--workdir", str(tmp_path / "w"), *extra]
-    p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2, p.stderr[-2000:]
-    lines = [l for l in p.stderr.strip().splitlines() if l.startswith("ConfigError")]
-    assert len(lines) == 1 and lines[0].startswith(f"ConfigError: {field}"), p.stderr[-2000:]
-    assert "Traceback" not in p.stderr
+    args = ["condense", "--config", "experiments/quickstart.py", "--workdir",
+            str(tmp_path / "w"), *extra]
+    rc = condense.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2, err[-2000:]
+    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), err[-2000:]
+    assert "Traceback" not in err
+  rc = condense.main(["condense", "--config", "experiments/quickstart.py:method=dn",
+                      "--workdir", str(tmp_path / "w")])
+  err = capsys.readouterr().err
+  assert rc == 2 and "error: method" in err and "Traceback" not in err
+
+
+def test_cli_runs_as_a_module(tmp_path):
+  """`python -m jaxcond.condense` is wired to `main` (one subprocess; the rest in-process)."""
   p = subprocess.run([sys.executable, "-m", "jaxcond.condense", "--config",
-                      "experiments/quickstart.py:method=dn", "--workdir", str(tmp_path / "w")],
-                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert p.returncode == 2 and "ConfigError: method" in p.stderr and "Traceback" not in p.stderr
+                      "experiments/quickstart.py", "--workdir", str(tmp_path / "w"),
+                      "--config.ipc=-1"], cwd=ROOT, env=subprocess_env(),
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 2 and p.stderr.strip().startswith("error: ipc"), p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
 
 
 def test_resume_with_another_config_is_refused(tmp_path):
@@ -256,6 +267,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- numerics
 
+@pytest.mark.slow
 def test_dm_loss_decreases_on_digits(tmp_path):
   c = tiny_config("dm", steps=40, log_every=10, checkpoint_every=0, ipc=5, batch_real=32,
                   **{"synthetic.init": "noise", "model.width": 32})
@@ -291,6 +303,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   assert not (tmp_path / "synthetic.npz").exists()
 
 
+@pytest.mark.slow
 def test_huge_lr_diverges(tmp_path):
   c = tiny_config("dm", steps=6, log_every=3, **{"synthetic.lr": 1e38})
   with pytest.raises(condense.DivergedError, match="synthetic.lr"):
@@ -340,6 +353,7 @@ def _x(path):
     return z["x"]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   condense.run(tiny_config("ddm", steps=6, checkpoint_every=2, ipc=3), str(tmp_path / "a"))
   condense.run(tiny_config("ddm", steps=4, checkpoint_every=2, ipc=3), str(tmp_path / "b"))

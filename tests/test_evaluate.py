@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxcond import evaluate as ev
+from jaxcond import synthetic_io
 from jaxcond.errors import ConfigError, DataError
 
 
@@ -122,15 +123,21 @@ def test_settings_validation_and_config():
   assert ev.EvalSettings.for_protocol("dm", dataset="mnist").strategy == \
       "color_crop_cutout_scale_rotate"
   assert ev.EvalSettings.for_protocol("dm", dataset="cifar10").strategy == ev.DM_STRATEGY
-  s = ev.EvalSettings.from_config({"protocol": "idc", "epochs": 30, "strategy": "auto",
-                                   "models": "convnet, alexnet_bn", "every": 100},
-                                  dataset="fashion_mnist")
+  from jaxcond import configs
+  c = configs.make_config("fashion_mnist", "method=m3d,eval.epochs=30,eval.every=100,"
+                          "eval.models=('convnet','alexnet_bn')")
+  s = ev.EvalSettings.from_config(c)
   assert (s.protocol, s.epochs, s.batch_size, s.strategy) == ("idc", 30, 64, ev.IDC_STRATEGY)
   assert s.pool == ("convnet", "alexnet_bn")
-  dm = ev.EvalSettings.from_config({"protocol": "dm", "eval_every_epochs": 500, "mix_p": 0.0})
+  dm_config = configs.make_config("cifar10", "method=dm,eval.eval_every_epochs=500")
+  dm = ev.EvalSettings.from_config(dm_config)
   assert dm.checkpoint_passes() == (1001,)
+  dm_config.eval.mix_p = 0.5
   with pytest.raises(ConfigError, match="mix_p"):
-    ev.EvalSettings.from_config({"protocol": "dm", "mix_p": 0.5})
+    ev.EvalSettings.from_config(dm_config)
+  # the digits rule (no flip) reaches the settings through the config's dataset block
+  assert ev.EvalSettings.from_config(configs.make_config("digits", None)).strategy == \
+      "color_crop_cutout_scale_rotate"
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -351,17 +358,10 @@ def _loader(split):
 
 
 def _config(**eval_over):
-  import ml_collections
-  c = ml_collections.ConfigDict()
-  c.method = "dm"
-  c.ipc = 2
-  c.seed = 0
-  c.dataset = ml_collections.ConfigDict(dict(name="digits", source="auto", path="",
-                                             resolution=0))
-  c.eval = ml_collections.ConfigDict(dict(protocol="dm", model="mlp", models=(), num_nets=2,
-                                          epochs=1, batch_size=64, lr=0.01, momentum=0.9,
-                                          weight_decay=5e-4, strategy="", mix_p=0.0, beta=1.0,
-                                          eval_every_epochs=0, seed=0, every=0))
+  """The full config schema (what condensation reads too), with a tiny eval block."""
+  from jaxcond import configs
+  c = configs.make_config("digits", "method=dm,ipc=2")
+  c.eval.update(dict(model="mlp", models=(), num_nets=2, epochs=1, batch_size=64, every=0))
   c.eval.update(eval_over)
   return c
 
@@ -407,7 +407,7 @@ def test_holdout_measures_on_held_out_train_images(tmp_path, monkeypatch):
   def spy(x_train, y_train, x_test, y_test, **kw):
     seen["x_test"], seen["y_test"] = x_test, y_test
     return real_pool(x_train, y_train, x_test, y_test, **kw)
-  monkeypatch.setattr(ev, "evaluate_pool", spy)
+  monkeypatch.setattr(ev.pool, "evaluate_pool", spy)
   c = _config()
   c.dataset.holdout = 15
   lines = []
@@ -417,7 +417,7 @@ def test_holdout_measures_on_held_out_train_images(tmp_path, monkeypatch):
   held = np.concatenate([np.flatnonzero(y == k)[-15:] for k in range(10)])
   held.sort()
   assert np.array_equal(seen["y_test"], y[held])
-  assert np.allclose(seen["x_test"], ev._normalize(x[held], _Info.mean, _Info.std))
+  assert np.allclose(seen["x_test"], synthetic_io.normalize_uint8(x[held], _Info.mean, _Info.std))
   assert rec["measured_on"] == "train holdout (15/class)" and rec["num_test"] == 150
   assert "[measured on train holdout (15/class)]" in lines[-1]
   plain = ev.run(_config(), workdir=tmp_path / "plain", synthetic=str(npz), log=lines.append)
@@ -430,13 +430,13 @@ def test_results_json_format_synthetic(tmp_path):
   rec = ev.run(_config(), workdir=tmp_path / "out", synthetic=str(npz), loader=_loader,
                info=_Info, log=lines.append)
   data = json.loads((tmp_path / "out" / "results.json").read_text())
-  for key in ("accuracies", "mean", "std", "protocol", "architecture", "num_nets", "config",
+  for key in ("accuracies", "mean", "std", "protocol", "model", "num_nets", "config",
               "versions", "source", "settings"):
     assert key in data, key
   assert len(data["accuracies"]) == 2 and data["num_nets"] == 2
   assert data["mean"] == pytest.approx(np.mean(data["accuracies"]))
   assert data["std"] == pytest.approx(np.std(data["accuracies"]))
-  assert data["protocol"] == "dm" and data["architecture"] == "mlp"
+  assert data["protocol"] == "dm" and data["model"] == "mlp"
   assert data["source"]["kind"] == "synthetic" and data["source"]["path"] == str(npz)
   assert data["versions"]["jax"] == jax.__version__
   assert data["config"]["eval"]["num_nets"] == 2
@@ -485,14 +485,10 @@ def test_herding_baseline_and_model_pool(tmp_path):
 def _cli(tmp_path, *args):
   cfg = tmp_path / "cfg.py"
   cfg.write_text(textwrap.dedent("""
-      import ml_collections
+      from jaxcond import configs
       def get_config(arg=None):
-        c = ml_collections.ConfigDict()
-        c.ipc = 2
-        c.dataset = ml_collections.ConfigDict(dict(name="digits", source="auto", path="",
-                                                   resolution=0))
-        c.eval = ml_collections.ConfigDict(dict(protocol="dm", model="mlp", num_nets=2,
-                                                epochs=1))
+        c = configs.make_config("digits", "method=dm,ipc=2")
+        c.eval.update(dict(model="mlp", num_nets=2, epochs=1))
         return c
       """))
   return ev.main(["evaluate", f"--config={cfg}", f"--workdir={tmp_path / 'out'}", *args])
@@ -503,7 +499,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
       ([f"--synthetic={tmp_path / 'missing.npz'}"], "synthetic set not found"),
       ([], "exactly one of"),
       ([f"--synthetic={_write_npz(tmp_path / 'a.npz', shape=(28, 28, 1))}"],
-       "expected [N, *(8, 8, 1)]"),
+       "expected (8, 8, 1)"),
       ([f"--synthetic={_write_npz(tmp_path / 'b.npz', classes=12)}"], "outside the dataset"),
       ([f"--synthetic={_write_npz(tmp_path / 'c.npz', classes=5)}"], "no images for class"),
       ([f"--synthetic={_write_npz(tmp_path / 'd.npz', mean=np.array([0.5]))}"],
@@ -522,4 +518,73 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
   bad = tmp_path / "bad.npz"
   bad.write_bytes(b"not a zip")
   assert _cli(tmp_path, f"--synthetic={bad}") == 2
-  assert "not a readable .npz" in capsys.readouterr().err
+  assert "not a .npz synthetic set" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 13/15
+
+
+def test_accelerator_policy_prints_progress_during_training():
+  """The device loop (what accelerators run) reports passes as it goes, in the same style
+  as the host loop, not only at the end (forced accelerator policy on CPU, tiny sizes)."""
+  from jaxcond import backend
+  s = ev.EvalSettings.for_protocol("dm", epochs=9, batch_size=16, num_nets=1, strategy="none")
+  net = _net(TinyMLP(), (6, 6, 1))
+  x, y = _random_data()
+  lines = {}
+  for policy in ("accelerator", "cpu"):
+    lines[policy] = []
+    with backend.force(policy):
+      out = ev.train_and_test(net, x, y, x[:8], y[:8], settings=s, seed=0, num_devices=1,
+                              progress=lines[policy].append, progress_every_s=0.0)
+    assert out["loop"] == ("device" if policy == "accelerator" else "host")
+  done = [int(line.split()[1].split("/")[0]) for line in lines["accelerator"]]
+  assert len(done) >= 5 and done == sorted(done) and done[-1] == s.passes == 10
+  for line in lines["accelerator"] + lines["cpu"]:
+    assert line.startswith("pass ") and "ETA" in line and "\r" not in line
+
+
+def test_memory_plan_is_bounded_by_batching():
+  """The device-loop program's temporaries do not grow with the training set (only the
+  set itself, an argument, does): 10x the images, the same batch (no partial batch)."""
+  from jaxcond.evaluate import memory
+  s = ev.EvalSettings.for_protocol("dm", model="convnetd1", batch_size=32, strategy="none")
+  small, big = (memory.plan(s, num_classes=10, image_shape=(8, 8, 1), num_train=n)
+                for n in (128, 1280))
+  assert big["training_set_bytes"] == 10 * small["training_set_bytes"]
+  assert big["argument_bytes"] - small["argument_bytes"] >= 1152 * 8 * 8 * 4
+  # temporaries: the same batch work; only the pass's int32 shuffle indices grow
+  assert big["temp_bytes"] - small["temp_bytes"] <= 16 * 1152 + 4096, (small, big)
+  assert small["temp_bytes"] > 0 and small["state_bytes"] > 0
+
+
+def test_cli_checks_the_synthetic_file_before_loading_data(tmp_path, monkeypatch, capsys):
+  """Not .npz, truncated, or made for another dataset: one line naming the file, exit 2,
+  and no dataset is read first."""
+  from jaxcond import data
+  def no_data(*a, **k):
+    raise AssertionError("the dataset was loaded before the synthetic file was checked")
+  monkeypatch.setattr(data, "load_split", no_data)
+  text = tmp_path / "notes.txt"
+  text.write_text("hello")
+  good = _write_npz(tmp_path / "good.npz")
+  cut = tmp_path / "cut.npz"
+  cut.write_bytes(good.read_bytes()[:200])
+  other = _write_npz(tmp_path / "other.npz", dataset="mnist")
+  for path, message in ((text, "not a .npz"), (cut, "truncated"),
+                        (other, "made for dataset 'mnist'")):
+    assert _cli(tmp_path, f"--synthetic={path}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and str(path) in err and message in err, err
+
+
+def test_smoke_evaluate_program_on_digits(tmp_path, capsys):
+  """End to end through the command line (real digits, tiny settings)."""
+  npz = _write_npz(tmp_path / "synthetic.npz")
+  assert _cli(tmp_path, f"--synthetic={npz}") == 0
+  out = capsys.readouterr().out
+  data = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert data["model"] == "mlp" and data["num_test"] == 355 and len(data["accuracies"]) == 2
+  assert data["command"].startswith("python -m jaxcond.evaluate --config=")
+  assert "mlp: training 2 network(s), 2 passes over 20 images (dm protocol)" in out
+  assert out.strip().splitlines()[-1].startswith("evaluate: dm mlp x2 on synthetic.npz")

@@ -1,0 +1,298 @@
+"""The one command line of every jaxcond program (condense, evaluate, bench, ...).
+
+    python -m jaxcond.<program> --config experiments/<file>.py[:arg] --workdir DIR \\
+        [--config.<field>=value ...] [program flags] [--help]
+
+- `--config file.py[:arg]`: a Python file with `get_config(arg)` returning the full config
+  (the schema of `jaxcond.configs`); the shipped ones are in `experiments/`, and their
+  docstrings give the run command and the expected accuracy.
+- `--config.<field>=value` overrides one field (`--config.synthetic.lr=10`,
+  `--config.eval.models=convnet,resnet18`, `--config.quiet`); the value is read as the
+  field's type, and an unknown field is refused with the closest known name.
+- each program declares its own flags in one line each (`cli.flag(...)`), with `--a_b` and
+  `--a-b` both accepted;
+- `--help` prints the usage, the program's flags and these rules, and exits 0.
+
+Errors are one line on stderr, `error: <field or file>: <what is wrong>`, never a traceback.
+Exit status (the same for every program): 0 done; 2 bad command line, config or input file
+(`ConfigError`, `DataError`: fix the command); 1 the run itself failed (e.g. the loss
+diverged; other `JaxcondError`s).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from jaxcond.errors import ConfigError, DataError, JaxcondError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_OVERRIDE = "--config."
+
+RULES = """\
+config:
+  --config FILE.py[:ARG]   experiment file with get_config(ARG); shipped ones are in
+                           experiments/ (e.g. experiments/cifar10.py:method=m3d,ipc=10)
+  --config.FIELD=VALUE     override one config field, e.g. --config.synthetic.lr=10
+                           --config.eval.num_nets=2 --config.eval.models=convnet,resnet18;
+                           unknown fields are refused (docs/condense.md lists them)
+
+exit status: 0 done; 2 bad command line, config or input file (one `error:` line on
+stderr); 1 the run failed (e.g. the loss diverged)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+  """A program-specific flag (argparse keywords in `kwargs`)."""
+  name: str
+  help: str
+  kwargs: tuple = ()
+
+
+def flag(name: str, help: str, **kwargs) -> Flag:  # pylint: disable=redefined-builtin
+  """One line per flag: `cli.flag("plan", "print the memory plan", action="store_true")`."""
+  if "action" not in kwargs and "choices" not in kwargs:
+    kwargs.setdefault("metavar", "N" if kwargs.get("type") is int else "VALUE")
+  return Flag(name.lstrip("-"), help, tuple(sorted(kwargs.items())))
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What a program's command line looks like (its `--help` is built from this)."""
+  name: str                           # "condense" -> python -m jaxcond.condense
+  summary: str                        # one line
+  examples: tuple = ()
+  flags: tuple = ()
+  config: str = "required"            # "required" | "optional"
+  workdir: str = "required"           # "required" | "optional" | "none"
+  load: bool = True                   # build the ConfigDict here (False: the program does)
+
+
+@dataclasses.dataclass
+class Args:
+  """The parsed command line: `config` (ConfigDict, or None when the program builds it),
+  `config_arg` (the FILE[:ARG] string), `overrides` [(field, raw value)], `workdir`,
+  `flags` (argparse namespace of the program's own flags) and `command` (for records)."""
+  config: Any
+  config_arg: str | None
+  overrides: list
+  workdir: str | None
+  flags: argparse.Namespace
+  command: str
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    raise ConfigError(f"command line: {message}")
+
+
+def _parser(program: Program) -> argparse.ArgumentParser:
+  p = _Parser(prog=f"python -m jaxcond.{program.name}", description=program.summary,
+              epilog=RULES + ("\n\nexamples:\n" + "\n".join(f"  {e}" for e in program.examples)
+                              if program.examples else ""),
+              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+              add_help=False)
+  p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+  p.add_argument("--config", metavar="FILE.py[:ARG]",
+                 help=f"experiment config ({program.config})")
+  if program.workdir != "none":
+    p.add_argument("--workdir", metavar="DIR", help=f"output folder ({program.workdir})")
+  for f in program.flags:
+    names = [f"--{f.name}"]
+    alt = f.name.replace("_", "-") if "_" in f.name else f.name.replace("-", "_")
+    if alt != f.name:
+      names.append(f"--{alt}")
+    p.add_argument(*names, help=f.help, **dict(f.kwargs))
+  return p
+
+
+def help_text(program: Program) -> str:
+  return _parser(program).format_help()
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
+  """(other arguments, [(field, raw value or None for a bare boolean)]) from argv."""
+  rest, overrides, i = [], [], 0
+  argv = list(argv)
+  while i < len(argv):
+    a = argv[i]
+    if a.startswith(_OVERRIDE):
+      field, eq, value = a[len(_OVERRIDE):].partition("=")
+      if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+        value, eq = argv[i + 1], "="
+        i += 1
+      overrides.append((field, value if eq else None))
+    else:
+      rest.append(a)
+    i += 1
+  return rest, overrides
+
+
+def parse(program: Program, argv: Sequence[str]) -> Args | None:
+  """Parses `argv` (without the program name); None when --help was asked for (printed)."""
+  argv = list(argv)
+  if "-h" in argv or "--help" in argv:
+    print(help_text(program), end="")
+    return None
+  rest, overrides = split_overrides(argv)
+  ns = _parser(program).parse_args(rest)
+  if program.config == "required" and not ns.config:
+    raise ConfigError("--config: required (e.g. --config experiments/quickstart.py; "
+                      "--help lists the flags)")
+  if overrides and not ns.config:
+    raise ConfigError(f"--config.{overrides[0][0]}: given without --config")
+  workdir = getattr(ns, "workdir", None)
+  config = None
+  if ns.config and program.load:
+    config = load_config(ns.config, overrides)
+  if program.workdir == "required" and not workdir:
+    raise ConfigError("--workdir: required (the output folder)")
+  own = argparse.Namespace(**{k: v for k, v in vars(ns).items()
+                              if k not in ("help", "config", "workdir")})
+  command = " ".join([f"python -m jaxcond.{program.name}", *argv])
+  return Args(config, ns.config, overrides, workdir, own, command)
+
+
+# ----------------------------------------------------------------------------- configs
+
+def _config_module(path: str):
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: file {path!r} not found")
+  name = "_jaxcond_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except JaxcondError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except  (a user's file)
+    raise ConfigError(f"--config {path}: {type(err).__name__}: {err}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"--config {path}: defines no get_config(arg)")
+  return module
+
+
+def _call(get_config, arg, spec):
+  try:
+    config = get_config(arg)
+  except JaxcondError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except
+    raise ConfigError(f"--config {spec}: {type(err).__name__}: {err}") from None
+  if config is None:
+    raise ConfigError(f"--config {spec}: get_config returned None")
+  return config
+
+
+def parse_value(field: str, raw: str | None, want):
+  """A command-line string as the type of the schema's value `want`."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  if isinstance(want, bool):
+    if raw is None:
+      return True
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+      return True
+    if low in ("0", "false", "no", "off"):
+      return False
+    raise ConfigError(f"{field}: expected true/false, got {raw!r}")
+  if raw is None:
+    raise ConfigError(f"{field}: needs a value (--config.{field}=VALUE)")
+  if isinstance(want, int):
+    try:
+      return int(raw)
+    except ValueError:
+      raise ConfigError(f"{field}: expected an integer, got {raw!r}") from None
+  if isinstance(want, float):
+    try:
+      return float(raw)
+    except ValueError:
+      raise ConfigError(f"{field}: expected a number, got {raw!r}") from None
+  if isinstance(want, str):
+    value = configs._literal(raw)  # pylint: disable=protected-access  ('quoted' strings)
+    return value if isinstance(value, str) else raw
+  if isinstance(want, tuple):
+    value = configs._literal(raw)  # pylint: disable=protected-access
+    if isinstance(value, (tuple, list)):
+      return tuple(value)
+    return tuple(v.strip() for v in raw.split(",") if v.strip())
+  return configs._literal(raw)  # pylint: disable=protected-access
+
+
+def apply_overrides(config, overrides: Sequence[tuple[str, str | None]]) -> None:
+  """Sets each `--config.<field>` on `config` (one-line ConfigError for unknown fields)."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  schema = configs._flat(configs.base_config())  # pylint: disable=protected-access
+  for field, raw in overrides:
+    if field not in schema:
+      raise ConfigError(f"{field}: unknown config field (from --config.{field})"
+                        f"{configs._suggest(field, schema)}")  # pylint: disable=protected-access
+    configs.set_field(config, field, parse_value(field, raw, schema[field]),
+                      source=f"--config.{field}")
+
+
+def load_config(spec: str, overrides: Sequence[tuple[str, str | None]] = (), *,
+                arg_updates: dict | None = None):
+  """`FILE.py[:ARG]` -> ConfigDict: get_config(ARG with `arg_updates` merged in), then the
+  `--config.<field>` overrides; warns (one stderr line) when `--config.ipc`/`method` leave
+  fields at the defaults of the arg's ipc/method."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  path, _, arg = spec.partition(":")
+  if arg_updates:
+    args = {**configs.parse_arg(arg), **arg_updates}
+    arg = ",".join(k if v is True else f"{k}={v}" for k, v in args.items())
+  module = _config_module(path)
+  config = _call(module.get_config, arg or None, spec)
+  apply_overrides(config, overrides)
+  _warn_stale_defaults(module.get_config, path, arg, overrides, config)
+  return config
+
+
+def _warn_stale_defaults(get_config, path, arg, overrides, config) -> None:
+  """`--config.ipc=1` after an arg built for ipc 10 keeps ipc-10 defaults (M3D's lr): one
+  stderr line naming them and the arg that would set them."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  overridden = {f for f, _ in overrides}
+  if not {"ipc", "method"} & overridden:
+    return
+  try:
+    stale = configs.stale_defaults(get_config, arg or None, config, overridden)
+  except Exception:  # pylint: disable=broad-except  (a guard only; validation reports errors)
+    return
+  if stale:
+    fields = "; ".join(f"{k} stays {v!r} (default there: {d!r})" for k, v, d in stale[:4])
+    fields += f"; and {len(stale) - 4} more" if len(stale) > 4 else ""
+    which = ",".join(f"{k}={config[k]}" for k in ("method", "ipc") if k in overridden)
+    print(f"warning: --config.ipc/--config.method change the config after its defaults were "
+          f"set: {fields}. Put {which} in the config arg ({path}:...,{which}) to get them, "
+          f"or set those fields explicitly.", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+
+def exit_code(err: BaseException) -> int:
+  """2 for bad input (ConfigError, DataError), 1 for a failed run (module docstring)."""
+  return EXIT_USAGE if isinstance(err, (ConfigError, DataError)) else EXIT_FAILED
+
+
+def error_line(err: BaseException) -> str:
+  return "error: " + (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def main(program: Program, run: Callable[[Args], Any],
+         argv: Sequence[str] | None = None) -> int:
+  """Parses the command line, calls `run(args)` and maps errors to one stderr line and the
+  exit status. `argv` is sys.argv-style: argv[0] is the program (absl's convention)."""
+  argv = list(sys.argv if argv is None else argv)[1:]
+  try:
+    args = parse(program, argv)
+    if args is None:
+      return EXIT_OK
+    run(args)
+  except JaxcondError as err:
+    print(error_line(err), file=sys.stderr, flush=True)
+    return exit_code(err)
+  return EXIT_OK

@@ -1,0 +1,32 @@
+"""Train-from-scratch evaluation of a condensed (or coreset) training set (docs/evaluate.md).
+
+One module per idea:
+  protocols  `EvalSettings` (dm / idc protocols, schedule), `EvalSettings.from_config`
+  train      networks as pure functions, SGD, cross-entropy, CutMix, steps and passes
+  execution  N networks together: host loop (CPU) or one device program (accelerators)
+  pool       `evaluate_arrays`, `evaluate_pool`, `evaluate_set` (what condense also calls)
+  results    summaries, the one record schema, summary lines, tables, results.json
+  memory     the evaluation step's memory from shapes only (bounded by batching)
+  program    `run(config, ...)` and the command line `python -m jaxcond.evaluate`
+
+Everything other code uses is re-exported here: `from jaxcond import evaluate;
+evaluate.EvalSettings`, `evaluate.evaluate_pool`, `evaluate.run`, ...
+"""
+from jaxcond.evaluate.execution import (LOOPS, NET_AXIS, VECTORIZE, default_execution,
+                                        net_keys, net_layout, progress_line, train_and_test)
+from jaxcond.evaluate.pool import evaluate_arrays, evaluate_pool, evaluate_set
+from jaxcond.evaluate.program import PROGRAM, load_test_split, main, run
+from jaxcond.evaluate.protocols import (DIGIT_DATASETS, DM_STRATEGY, IDC_STRATEGY, PROTOCOLS,
+                                        EvalSettings, default_strategy, test_split_name)
+from jaxcond.evaluate.results import (pool_table, record, summarize, summary_line, versions,
+                                      write_results)
+from jaxcond.evaluate.train import (NetFns, count_correct, cross_entropy, cutmix, cutmix_box,
+                                    init_state, paste_box, registry_net, sgd_update,
+                                    steps_per_pass, train_batch, train_pass, train_passes,
+                                    train_step)
+
+
+def load_synthetic(path, **expect):
+  """`synthetic_io.load` (kept for callers of the old name)."""
+  from jaxcond import synthetic_io  # pylint: disable=g-import-not-at-top
+  return synthetic_io.load(path, **expect)

@@ -1,0 +1,92 @@
+"""Scoring a training set: fresh networks of every architecture in the pool, trained and
+tested under one protocol. `evaluate_set` is the function both `condense` (in-loop and
+final evaluation) and `python -m jaxcond.evaluate` call.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from jaxcond.errors import DataError
+from jaxcond.evaluate import results as results_lib
+from jaxcond.evaluate.execution import train_and_test
+from jaxcond.evaluate.protocols import EvalSettings
+from jaxcond.evaluate.train import NetFns, registry_net
+
+
+def _check_arrays(x_train, y_train, x_test, y_test, num_classes: int, num_nets: int):
+  x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+  x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+  per_net = x_train.ndim == 5
+  if x_train.ndim not in (4, 5) or x_test.ndim != 4:
+    raise DataError(f"evaluate: images must be [N, H, W, ch] (train may be [nets, N, H, W, "
+                    f"ch]), got train {x_train.shape} and test {x_test.shape}")
+  if x_train.shape[-3:] != x_test.shape[-3:]:
+    raise DataError(f"evaluate: train images {x_train.shape[-3:]} and test images "
+                    f"{x_test.shape[-3:]} differ in shape")
+  if y_train.shape != x_train.shape[:-3] or y_test.shape != x_test.shape[:1]:
+    raise DataError(f"evaluate: labels {y_train.shape}/{y_test.shape} do not match images "
+                    f"{x_train.shape[:-3]}/{x_test.shape[:1]}")
+  if per_net and x_train.shape[0] != num_nets:
+    raise DataError(f"evaluate: per-network training sets for {x_train.shape[0]} networks, "
+                    f"but num_nets={num_nets}")
+  for name, y in (("train", y_train), ("test", y_test)):
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+      raise DataError(f"evaluate: {name} labels outside [0, {num_classes})")
+  if x_train.shape[-4] == 0 or x_test.shape[0] == 0:
+    raise DataError("evaluate: empty training or test set")
+
+
+def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
+                    num_classes: int, seed: int, model: str | None = None,
+                    net: NetFns | None = None, test_batch_size: int = 500,
+                    vectorize: str | None = None, loop: str | None = None,
+                    progress: Callable[[str], None] | None = None,
+                    measured_on: str = "test") -> dict:
+  """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
+  y_train) under `settings.protocol` and tests them on (x_test, y_test).
+
+  Images are float32 normalised NHWC; labels int32. x_train may carry a leading network axis
+  (one training set per network). Returns dict(accuracies, mean, std, protocol, model,
+  num_nets, ...; idc adds best_accuracies, best_mean, best_std, best_selection).
+  """
+  _check_arrays(x_train, y_train, x_test, y_test, num_classes, settings.num_nets)
+  model = (model or settings.model).lower()
+  if net is None:
+    net = registry_net(model, num_classes=num_classes,
+                       image_shape=tuple(int(s) for s in np.shape(x_test)[1:]))
+  run = train_and_test(net, x_train, y_train, x_test, y_test, settings=settings, seed=seed,
+                       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
+                       progress=progress)
+  return results_lib.summarize(run, settings, model, int(np.shape(x_train)[-4]), measured_on)
+
+
+def evaluate_pool(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
+                  num_classes: int, seed: int, log: Callable | None = None,
+                  **kwargs) -> dict[str, dict]:
+  """evaluate_arrays for every architecture of settings.pool (same seeds); {model: result}.
+  `log` hears progress lines and, for a pool of several models, each model's summary."""
+  out = {}
+  for name in settings.pool:
+    if log:
+      log(f"{name}: training {settings.num_nets} network(s), {settings.passes} passes over "
+          f"{int(np.shape(x_train)[-4])} images ({settings.protocol} protocol)")
+    out[name] = evaluate_arrays(
+        x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
+        seed=seed, model=name, progress=(lambda s, n=name: log(f"{n}: {s}")) if log else None,
+        **kwargs)
+    if log and len(settings.pool) > 1:
+      log(results_lib.summary_line(out[name]))
+  return out
+
+
+def evaluate_set(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
+                 num_classes: int, measured_on: str = "test", log: Callable | None = None,
+                 **kwargs) -> tuple[dict, dict[str, dict]]:
+  """Scores one training set over the pool: (record, {model: result}); the record has the
+  schema of `results.record` (condense writes it to eval.jsonl, evaluate to results.json)."""
+  results = evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
+                          num_classes=num_classes, seed=settings.seed, log=log,
+                          measured_on=measured_on, **kwargs)
+  return results_lib.record(results, settings), results

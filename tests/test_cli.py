@@ -1,0 +1,108 @@
+"""jaxcond.cli: every program answers --help, refuses unknown fields in one line, and maps
+errors to the same exit status (in-process: the real parsers, no subprocess)."""
+import pytest
+
+from jaxcond import bench, cli, condense
+from jaxcond import evaluate as ev
+from jaxcond.errors import ConfigError, DataError, JaxcondError
+
+PROGRAMS = {"condense": condense.main, "evaluate": ev.main, "bench": bench.main}
+QUICK = "experiments/quickstart.py"
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_help_prints_usage_flags_and_override_rules(name, capsys):
+  assert PROGRAMS[name]([name, "--help"]) == 0
+  out = capsys.readouterr().out
+  assert out.startswith(f"usage: python -m jaxcond.{name}")
+  assert "--config.FIELD=VALUE" in out and "--config.synthetic.lr=10" in out
+  assert "experiments/" in out and "exit status" in out
+  own = {"condense": "--num_processes", "evaluate": "--synthetic", "bench": "--fake-data"}
+  assert own[name] in out
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_unknown_field_is_one_clean_line(name, tmp_path, capsys):
+  argv = [name, "--config", QUICK, "--config.eval.nmu_nets=3"]
+  if name != "bench":
+    argv += ["--workdir", str(tmp_path)]
+  assert PROGRAMS[name](argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.splitlines() == [err]
+  assert err.startswith("error: eval.nmu_nets: unknown config field")
+  assert err.endswith("did you mean 'eval.num_nets'?")
+
+
+def test_missing_config_and_unknown_flag(capsys):
+  assert condense.main(["condense", "--workdir", "w"]) == 2
+  assert capsys.readouterr().err.startswith("error: --config: required")
+  assert ev.main(["evaluate", "--config", QUICK, "--workdir", "w", "--synthtic=x"]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: command line:") and "--synthtic" in err
+  assert condense.main(["condense", "--config", "nope.py", "--workdir", "w"]) == 2
+  assert "nope.py" in capsys.readouterr().err
+
+
+def test_override_values_take_the_fields_type():
+  c = cli.load_config(QUICK, [("synthetic.lr", "10"), ("quiet", None), ("dataset.path", "7"),
+                              ("eval.models", "convnet,resnet18"), ("steps", "12")])
+  assert c.synthetic.lr == 10.0 and isinstance(c.synthetic.lr, float)
+  assert c.quiet is True and c.dataset.path == "7" and c.steps == 12
+  assert c.eval.models == ("convnet", "resnet18")
+  with pytest.raises(ConfigError, match="^steps: expected an integer"):
+    cli.load_config(QUICK, [("steps", "many")])
+  with pytest.raises(ConfigError, match="^quiet: expected true/false"):
+    cli.load_config(QUICK, [("quiet", "maybe")])
+  c = cli.load_config(QUICK, arg_updates={"method": "m3d", "ipc": 1})
+  assert (c.method, c.ipc, c.synthetic.factor) == ("m3d", 1, 2)
+
+
+def test_split_overrides_both_spellings():
+  rest, over = cli.split_overrides(["--config", "f.py", "--config.steps=3", "--config.seed",
+                                    "4", "--config.quiet", "--workdir", "w"])
+  assert rest == ["--config", "f.py", "--workdir", "w"]
+  assert over == [("steps", "3"), ("seed", "4"), ("quiet", None)]
+
+
+def test_exit_codes():
+  class Diverged(JaxcondError):
+    pass
+  assert cli.exit_code(ConfigError("x")) == cli.EXIT_USAGE == 2
+  assert cli.exit_code(DataError("x")) == 2
+  assert cli.exit_code(Diverged("x")) == cli.EXIT_FAILED == 1
+  assert cli.error_line(DataError("a.npz: truncated\nmore")) == "error: a.npz: truncated"
+
+  def fail(args):
+    raise Diverged("step 3: loss is nan")
+  assert cli.main(cli.Program("t", "test", workdir="none", config="optional"), fail,
+                  ["t"]) == 1
+
+
+# ----------------------------------------------------------------------------- smoke tests
+# One in-process end-to-end run per program on tiny digits (the real code path, tiny sizes);
+# evaluate: tests/test_evaluate.py::test_smoke_evaluate_program_on_digits; bench:
+# tests/test_bench.py::test_cli_last_line_is_json (in-process).
+
+def test_smoke_condense_program_on_digits(tmp_path, capsys):
+  import json
+  from jaxcond import synthetic_io
+  argv = ["condense", "--config", f"{QUICK}:method=dm", "--workdir", str(tmp_path),
+          "--config.steps=2", "--config.checkpoint_every=0", "--config.log_every=1",
+          "--config.batch_real=8", "--config.ipc=1", "--config.model.width=8",
+          "--config.eval.num_nets=1", "--config.eval.epochs=1", "--config.eval.model=mlp"]
+  assert condense.main(argv) == 0, capsys.readouterr().err
+  out = capsys.readouterr().out
+  assert "eval @ step 2: dm mlp x1" in out and "done: 2 steps" in out
+  s = synthetic_io.load(tmp_path / "synthetic.npz", dataset="digits", num_classes=10)
+  assert s.x.shape == (10, 8, 8, 1) and s.class_names[:2] == ("0", "1") and s.steps == 2
+  (record,) = [json.loads(l) for l in (tmp_path / "eval.jsonl").read_text().splitlines()]
+  assert record["step"] == 2 and record["model"] == "mlp" and record["num_nets"] == 1
+  assert {"accuracies", "mean", "std", "protocol", "measured_on", "wall_s"} <= set(record)
+  # the standalone program scores the written file with the same function and schema
+  argv = ["evaluate", "--config", f"{QUICK}:method=dm", "--workdir", str(tmp_path / "ev"),
+          "--synthetic", str(tmp_path / "synthetic.npz"), "--config.eval.num_nets=1",
+          "--config.eval.epochs=1", "--config.eval.model=mlp"]
+  assert ev.main(argv) == 0, capsys.readouterr().err
+  results = json.loads((tmp_path / "ev" / "results.json").read_text())
+  assert set(record) - {"step", "decoded"} <= set(results)
+  assert results["accuracies"] == record["accuracies"]      # same set, seeds and protocol
