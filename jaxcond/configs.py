@@ -38,6 +38,7 @@ SPACES = ("normalized", "unit")
 POLICIES = ("dm", "idc", "none")
 AUG_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 KERNELS = ("linear", "gaussian", "polynomial")
+ESTIMATORS = ("biased", "unbiased")            # jaxcond.mmd.ESTIMATORS
 STEP_MODES = ("per_class", "joint")
 STYLE_MODES = ("batchavg", "persample")
 STYLE_TAPS = ("norm", "conv")
@@ -104,6 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.m3d = ml_collections.ConfigDict()
   c.m3d.kernel = "gaussian"
+  c.m3d.estimator = "biased"     # MMD² estimator: biased (M3D, V-statistic) | unbiased
   c.m3d.ipm = 5
   c.m3d.step_mode = "per_class"
 
@@ -512,6 +514,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
   check_strategy("augment.strategy", c.augment.strategy)
 
   check_choice("m3d.kernel", c.m3d.kernel, KERNELS)
+  check_choice("m3d.estimator", c.m3d.estimator, ESTIMATORS)
+  if c.method == "m3d" and c.m3d.estimator.lower() == "unbiased":
+    n_syn = c.ipc * c.synthetic.factor ** 2
+    n_syn = min(n_syn, c.synthetic.batch_syn_max) if c.synthetic.batch_syn_max else n_syn
+    if n_syn < 2 or c.batch_real < 2:
+      raise ConfigError(f"m3d.estimator: 'unbiased' needs >= 2 synthetic and real images per "
+                        f"class each step (has {n_syn} and {c.batch_real}); use 'biased'")
   _check_int("m3d.ipm", c.m3d.ipm, lo=1)
   check_choice("m3d.step_mode", c.m3d.step_mode, STEP_MODES)
 
@@ -641,6 +650,7 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       aug_policy=c.augment.policy.lower(),
       aug_strategy=check_strategy("augment.strategy", c.augment.strategy),
       kernel=c.m3d.kernel.lower(),
+      estimator=c.m3d.estimator.lower(),
       ipm=int(c.m3d.ipm) if method == "m3d" else 1,
       step_mode=c.m3d.step_mode.lower() if method == "m3d" else "joint",
       mm_weight=float(c.ddm.mm_weight),
