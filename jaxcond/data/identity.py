@@ -116,6 +116,17 @@ def _cifar_layout(folder: pathlib.Path):
   return None, None
 
 
+def _archive_layout(p: pathlib.Path):
+  import tarfile  # pylint: disable=g-import-not-at-top
+  try:
+    with tarfile.open(p, "r:*") as tar:
+      names = {n.rstrip("/").rsplit("/", 1)[-1] for n in tar.getnames()}
+  except (tarfile.TarError, EOFError, OSError):
+    return None            # the reader reports an unreadable archive in its own words
+  hits = [ds for ds, files in _CIFAR_LAYOUT.items() if names & set(files)]
+  return hits[0] if len(hits) == 1 else None
+
+
 def check_cifar(name: str, path) -> str:
   """Identity of CIFAR pickles / binary batches (archive or folder) for `name`."""
   p = pathlib.Path(path)
@@ -124,6 +135,9 @@ def check_cifar(name: str, path) -> str:
     got = CIFAR_MD5.get(md5(p))
     if got:
       found = (got[0], f"published {got[1]} (md5 verified)")
+    else:
+      layout = _archive_layout(p)
+      found = (layout, None) if layout else None
   else:
     layout, d = _cifar_layout(p)
     for probe in ("test_batch", "test"):
