@@ -385,7 +385,8 @@ def plot_losses(metrics: list[dict], path: str) -> str | None:
   if fig is None or not metrics:
     return None
   ax = fig.add_subplot(1, 1, 1)
-  keys = ["loss"] + sorted({k for r in metrics for k in r if k.startswith("loss/")})
+  terms = sorted({k for r in metrics for k in r if k.startswith("loss/")})
+  keys = ["loss"] + (terms if len(terms) > 1 else [])    # one term is the loss itself
   positive = True
   for k in keys:
     pts = [(r["step"], _num(r.get(k))) for r in metrics if "step" in r and k in r]
@@ -394,7 +395,9 @@ def plot_losses(metrics: list[dict], path: str) -> str | None:
       continue
     positive &= all(v > 0 for _, v in pts)
     ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 30 else None,
-            lw=2 if k == "loss" else 1.2, label=k if k == "loss" else k.split("/", 1)[1])
+            lw=2 if k == "loss" else 1.2,
+            label=(f"loss ({terms[0].split('/', 1)[1]})" if k == "loss" and len(terms) == 1
+                   else k if k == "loss" else k.split("/", 1)[1]))
   if positive:
     ax.set_yscale("log")
   ax.set_xlabel("step")
