@@ -230,6 +230,9 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                          identity=identity)
 
     out_shardings = (state_shardings, parallel.replicated(mesh))
+    if start < config.steps:   # the first compile is a silent minute on small CPUs
+      printer(f"compiling the {s.method} step ({num_classes} classes, data loaded in "
+              f"{t_data:.1f}s) ...")
     t0 = time.perf_counter()
     if bank is not None:
       jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),

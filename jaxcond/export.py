@@ -110,17 +110,17 @@ def export(src, fmt: str, out, *, unit: bool = False) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """CLI; returns the exit status (2 with a one-line message on bad input)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="python -m jaxcond.export",
-      description="Export a condensed set for other tools (README.md, 'Exports').")
+  from jaxcond import report  # pylint: disable=g-import-not-at-top
+  parser = report.arg_parser(
+      "python -m jaxcond.export",
+      "Export a condensed set for other tools (README.md, 'Exports').")
   parser.add_argument("workdir", help="a jaxcond.condense --workdir, or a synthetic.npz")
   parser.add_argument("--format", required=True, choices=FORMATS)
   parser.add_argument("--out", required=True, help="new or empty output folder")
   parser.add_argument("--unit", action="store_true",
                       help="dcbench: images in [0, 1] instead of mean/std-normalised")
-  args = parser.parse_args(None if argv is None else list(argv))
   try:
+    args = parser.parse_args(None if argv is None else list(argv))
     path = export(args.workdir, args.format, args.out, unit=args.unit)
   except JaxcondError as err:
     print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)

@@ -102,3 +102,11 @@ def test_export_bad_inputs_are_one_line(tmp_path, capsys):
   assert export.main([str(bad), "--format", "dcbench", "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("DataError: ") and err.count("\n") == 1
+
+
+def test_cli_usage_errors_are_one_line(tmp_path, capsys):
+  for argv in (["x", "--format", "kip", "--out", "o"], ["x", "--out", "o"],
+               ["x", "--format", "dcbench", "--out", "o", "--colour"]):
+    assert export.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ConfigError: command line: ") and err.count("\n") == 1, err
