@@ -84,9 +84,10 @@ class Progress:
       text = f"{self.what}: {self.done:,}/{self.total:,}{unit} ({pct:.0f}%)"
     else:
       text = f"{self.what}: {self.done:,}{unit}"
+    shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
     if final:
-      return text + f" in {_duration(elapsed)} ({rate:,.0f}/s)"
-    text += f" {rate:,.0f}/s"
+      return text + f" in {_duration(elapsed)} ({shown}/s)"
+    text += f" {shown}/s"
     if self.total and rate > 0:
       text += f" ETA {_duration((self.total - self.done) / rate)}"
     return text

@@ -321,6 +321,7 @@ class Timer:
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"
 PLOTS_HINT = "plots need matplotlib: pip install jaxcond[extras]"
+INLINE_PAGES = 5       # grid pages shown in the page; further pages are linked
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;
@@ -626,9 +627,12 @@ def write(workdir: str | os.PathLike, *, plots: bool = True) -> str:
   init = grid_files(os.path.join(workdir, "images", "init.png"))
   if not final:
     parts.append("<p class='muted'>No final grid yet (synthetic.png).</p>")
-  for p in final:
+  for i, p in enumerate(final):
     rel = os.path.relpath(p, workdir).replace(os.sep, "/")
-    parts.append(f"<img src='{_esc(rel)}' alt='final set {_esc(rel)}'>")
+    if i < INLINE_PAGES:
+      parts.append(f"<img src='{_esc(rel)}' alt='final set {_esc(rel)}'>")
+    else:   # ImageNet-1K: 50 pages; the rest are a click away
+      parts.append(f"<a href='{_esc(rel)}'>{_esc(rel)}</a> ")
   if init:
     parts.append("<details><summary>initial set</summary>")
     for p in init:

@@ -238,3 +238,15 @@ def test_progress_log_callable_and_track():
   assert list(progress.track(items(), "embedding", 3, log=got.append, every=0,
                              first=0, clock=clock)) == [0, 1, 2]
   assert got[-1].startswith("embedding: 3/3 (100%) in") and len(got) == 4
+
+
+def test_report_links_grid_pages_beyond_the_inline_ones(tmp_path):
+  _fake_workdir(tmp_path, results=False)
+  os.remove(tmp_path / "synthetic.png")
+  paths = report.save_set_grid(tmp_path / "synthetic.png", _set(num_classes=150, ipc=1, hw=8,
+                                                                ch=1))
+  assert len(paths) == 8
+  text, refs = _check_offline_and_complete(pathlib.Path(report.write(tmp_path)))
+  names = [pathlib.Path(p).name for p in paths]
+  assert all(n in refs for n in names)                      # every page reachable
+  assert text.count("<img src='synthetic_p") == report.INLINE_PAGES
