@@ -606,6 +606,7 @@ def write(workdir: str | os.PathLike, *, plots: bool = True) -> str:
                  "DIR/&lt;baseline&gt;</code> for baselines beside it), then rerun "
                  "<code>python -m jaxcond.report DIR</code>.</p>")
   if evals:
+    parts.append("<p class='muted'>Evaluations during the run (eval.jsonl):</p>")
     parts.append(_table([[r.get("step"), _num(r.get("mean")), _num(r.get("std")),
                           r.get("num_nets"), r.get("model"), r.get("protocol"),
                           r.get("measured_on"), _num(r.get("wall_s"))] for r in evals],
@@ -654,7 +655,7 @@ def write(workdir: str | os.PathLike, *, plots: bool = True) -> str:
   if cfg.get("config_hash"):
     parts.append(f"<p class='muted'>config hash {_esc(cfg['config_hash'])}</p>")
   if c:
-    parts.append("<details open><summary>all fields</summary>"
+    parts.append(f"<details><summary>all {len(_flatten(c))} fields</summary>"
                  + _table(_flatten(c), ["field", "value"]) + "</details>")
   if cfg.get("versions"):
     parts += ["<h2>Versions</h2>", _table(sorted(cfg["versions"].items()),
