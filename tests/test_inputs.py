@@ -69,10 +69,10 @@ def test_unwritable_workdir_fails_before_loading(tmp_path, monkeypatch):
 def test_unwritable_workdir_message(tmp_path, monkeypatch):
   """The same check as above where the tests run as root: os.access says no."""
   _no_data(monkeypatch)
+  (tmp_path / "ro").mkdir()
   monkeypatch.setattr(condense.os, "access", lambda *a: False)
   with pytest.raises(ConfigError, match=r"^workdir: .*ro is not writable$"):
-    condense.run(tiny_config(), str(tmp_path / "ro") if (tmp_path / "ro").mkdir() is None
-                 else "")
+    condense.run(tiny_config(), str(tmp_path / "ro"))
   with pytest.raises(ConfigError, match=r"cannot be created \(.* is not writable\)"):
     condense.check_workdir(str(tmp_path / "new" / "deeper"))
 
