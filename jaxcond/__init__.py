@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "mmd", "nets", "augment", "synthetic", "objectives", "data", "parallel",
     "condense", "evaluate", "checkpoint", "report", "bench", "configs", "backend",
-    "synthetic_io",
+    "synthetic_io", "export", "progress",
 )
 
 

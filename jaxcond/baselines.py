@@ -142,8 +142,11 @@ def select(method: str, labels, num_classes: int, ipc: int, *, key=None,
   if features.ndim != 2 or features.shape[0] != labels.shape[0]:
     raise DataError(f"baseline {method!r}: features {features.shape} do not match "
                     f"{labels.shape[0]} labels")
+  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   picks = []
-  for c, idx in enumerate(class_indices(labels, num_classes, ipc)):
+  for c, idx in enumerate(progress.track(class_indices(labels, num_classes, ipc),
+                                         f"baseline {method}: selecting", num_classes,
+                                         unit="classes")):
     if method == "herding":
       local = herding(features[idx], ipc)
     else:
@@ -153,14 +156,20 @@ def select(method: str, labels, num_classes: int, ipc: int, *, key=None,
   return np.concatenate(picks)
 
 
-def embed_images(embed_fn: Callable, images, *, batch_size: int = 500) -> np.ndarray:
+def embed_images(embed_fn: Callable, images, *, batch_size: int = 500,
+                 what: str | None = "embedding images") -> np.ndarray:
   """Features of `images` [n, H, W, ch] (float, model input) with a jitted `embed_fn`, in
-  fixed-size batches (the last one zero-padded) so there is a single compilation."""
+  fixed-size batches (the last one zero-padded) so there is a single compilation.
+  `what` names the `jaxcond.progress` lines (None: silent)."""
+  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   images = np.asarray(images)
   n = images.shape[0]
   fn = jax.jit(embed_fn)
   out = []
-  for start in range(0, n, batch_size):
+  starts = range(0, n, batch_size)
+  if what:
+    starts = progress.track(starts, what, len(starts), unit="batches")
+  for start in starts:
     chunk = images[start:start + batch_size]
     valid = chunk.shape[0]
     if valid < batch_size and n > batch_size:
@@ -179,7 +188,8 @@ def random_net_features(model_name: str, key, images, *, num_classes: int,
   model = nets.get_model(model_name, num_classes=num_classes, image_shape=image_shape)
   variables = nets.init_variables(model, key, image_shape)
   return embed_images(lambda x: nets.embed(model, variables, x, train=False), images,
-                      batch_size=batch_size)
+                      batch_size=batch_size,
+                      what=f"embedding {len(images):,} images with a random {model_name}")
 
 
 def gather(images, indices: Sequence[int]) -> np.ndarray:

@@ -132,6 +132,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
+  check_workdir(workdir)
   configs.validate(config)
   info = registry.get_info(config.dataset.name,
                            resolution=config.dataset.resolution or None)
@@ -149,6 +150,9 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   t_start = time.perf_counter()
   data = _data()
+  ds = config.dataset   # which files these are (MNIST vs Fashion-MNIST...), before loading
+  identity = data.dataset_identity(ds.name, "train", source=ds.source or "auto",
+                                   path=ds.path or None, resolution=ds.resolution or None)
   sharding5 = parallel.class_sharding(mesh, 5)
   bank = index = None
   if config.dataset.streaming:
@@ -222,9 +226,13 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
 
     if is_main:
-      _write_config_json(paths["config"], config, info, mesh, start, t_data)
+      _write_config_json(paths["config"], config, info, mesh, start, t_data,
+                         identity=identity)
 
     out_shardings = (state_shardings, parallel.replicated(mesh))
+    if start < config.steps:   # the first compile is a silent minute on small CPUs
+      printer(f"compiling the {s.method} step ({num_classes} classes, data loaded in "
+              f"{t_data:.1f}s) ...")
     t0 = time.perf_counter()
     if bank is not None:
       jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
@@ -276,9 +284,12 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
         bstep, m = bad
         what = (f"loss is {float(m['loss'])}" if not np.isfinite(m["loss"])
                 else "the synthetic set has non-finite pixels")
+        if last_good:
+          kept = f"Last good checkpoint: step {last_good} in {paths['checkpoints']}"
+        else:
+          kept = "No checkpoint was written before it (nothing to resume from)"
         raise DivergedError(
-            f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). Last good "
-            f"checkpoint: step {last_good} in {paths['checkpoints']}")
+            f"step {bstep}: {what}; stopping (try a smaller synthetic.lr). {kept}")
 
     def flush(step_now: int) -> None:
       """Checks the pending metrics and logs one line (JSONL + terminal) for them."""
@@ -310,10 +321,11 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                                   "versions": _versions()})
       last_good = step_now
       _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
-                 is_main)
+                 info, is_main, step_now, f"step {step_now}")
 
     if start == 0:   # every process takes part in the gather; process 0 writes
-      _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, is_main)
+      _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, info, is_main, 0,
+                 f"initial set ({config.synthetic.init})")
 
     step = start
     while step < config.steps:
@@ -327,7 +339,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
         save(step)
       elif config.image_every and step % config.image_every == 0:
         _save_grid(os.path.join(paths["images"], f"step_{step:07d}.png"), state["syn"], s,
-                   is_main)
+                   info, is_main, step, f"step {step}")
       if config.eval.every and config.eval.num_nets and step % config.eval.every == 0 and \
           step < config.steps:
         check()
@@ -352,10 +364,41 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
     result = _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer,
                            x_host=x_host)
   parallel.sync("jaxcond_done")
+  if is_main:
+    _write_report(workdir, printer)
   printer(f"done: {step} steps in {report.format_duration(time.perf_counter() - t_start)}; "
           f"{paths['synthetic']}", force=not config.quiet)
   return {"step": step, "loss": last_loss, "workdir": workdir, "synthetic": out,
           "eval": result, "compile_s": t_compile, "num_devices": mesh.size}
+
+
+def check_workdir(workdir: str) -> None:
+  """One-line ConfigError before any data is read: `workdir` must be (or be creatable
+  as) a writable folder."""
+  p = os.path.abspath(os.fspath(workdir))
+  if os.path.exists(p) and not os.path.isdir(p):
+    raise ConfigError(f"workdir: {p} is a file, not a folder; pass a folder for the outputs")
+  probe = p
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if not os.path.isdir(probe):
+    raise ConfigError(f"workdir: cannot create {p}: {probe} is a file")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    what = "is not writable" if probe == p else f"cannot be created ({probe} is not writable)"
+    raise ConfigError(f"workdir: {p} {what}")
+
+
+def _write_report(workdir: str, printer) -> None:
+  """WORKDIR/report.html at the end of a run; a report problem never loses a finished run."""
+  try:
+    from jaxcond import report  # pylint: disable=g-import-not-at-top
+    printer(f"report: {report.write(workdir)}")
+  except Exception as err:  # pylint: disable=broad-except
+    printer(f"report not written ({type(err).__name__}: {err}); the run's outputs are "
+            f"complete; retry with python -m jaxcond.report {workdir}", force=True)
 
 
 def _restore_repadded(ckpt, step, abstract, s, mesh, num_classes):
@@ -383,22 +426,25 @@ def _restore_repadded(ckpt, step, abstract, s, mesh, num_classes):
   return jax.tree.map(repad, state, abstract)
 
 
-def _save_grid(path, syn, s, is_main) -> None:
-  from jaxcond import parallel, report, steps  # pylint: disable=g-import-not-at-top
+def _save_grid(path, syn, s, info, is_main, step: int, what: str) -> None:
+  """Labelled grid of the current set (`report.save_set_grid`, the one grid drawer)."""
+  from jaxcond import parallel, report  # pylint: disable=g-import-not-at-top
   x = parallel.to_host(syn)[:s.num_classes]
   if is_main:
-    report.save_grid(path, np.asarray(steps.display_images(x, s)))
+    sset = _synthetic_set(x, s, info, step)
+    report.save_set_grid(path, sset, title=report.set_title(sset, what))
 
 
-def _synthetic_set(x_host, s, info, config):
-  """The condensed set as a `synthetic_io.SyntheticSet` (the one file format): the jitted
-  `steps.export_images` decodes and normalises, synthetic_io lays it out."""
+def _synthetic_set(x_host, s, info, steps_done: int):
+  """The condensed set as a `synthetic_io.SyntheticSet` (the one file format, also what the
+  grids draw): the jitted `steps.export_images` decodes and normalises, synthetic_io lays
+  it out."""
   from jaxcond import steps, synthetic_io  # pylint: disable=g-import-not-at-top
   x_norm, x_dec = steps.export_images(x_host, s)
   names = info.class_names or tuple(str(c) for c in range(x_host.shape[0]))
   return synthetic_io.make(np.asarray(x_norm), None if x_dec is None else np.asarray(x_dec),
                            mean=info.mean, std=info.std, dataset=info.name, method=s.method,
-                           space=s.space, factor=s.factor, steps=config.steps, seed=s.seed,
+                           space=s.space, factor=s.factor, steps=steps_done, seed=s.seed,
                            class_names=names)
 
 
@@ -407,8 +453,10 @@ def _export(paths, x_host, s, info, config, is_main) -> str:
   from jaxcond import report, steps, synthetic_io  # pylint: disable=g-import-not-at-top
   if not is_main:
     return paths["synthetic"]
-  synthetic_io.save(paths["synthetic"], _synthetic_set(x_host, s, info, config))
-  report.save_grid(paths["final_png"], np.asarray(steps.display_images(x_host, s)))
+  sset = _synthetic_set(x_host, s, info, config.steps)
+  synthetic_io.save(paths["synthetic"], sset)
+  report.save_set_grid(paths["final_png"], sset,
+                       title=report.set_title(sset, f"final, step {config.steps}"))
   return paths["synthetic"]
 
 
@@ -431,7 +479,7 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   if "test" not in cache:
     cache["test"] = evaluate.load_test_split(config, info)
   x_test, y_test = cache["test"]
-  sset = _synthetic_set(x_host, s, info, config)
+  sset = _synthetic_set(x_host, s, info, step)
   settings = evaluate.EvalSettings.from_config(config)
   rec, _ = evaluate.evaluate_set(sset.x, sset.y, x_test, y_test, settings=settings,
                                  num_classes=s.num_classes,
@@ -444,7 +492,7 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   return record
 
 
-def _write_config_json(path, config, info, mesh, start, t_data) -> None:
+def _write_config_json(path, config, info, mesh, start, t_data, identity="") -> None:
   import jax  # pylint: disable=g-import-not-at-top
   record = {
       "config": configs.to_jsonable(config),
@@ -458,6 +506,7 @@ def _write_config_json(path, config, info, mesh, start, t_data) -> None:
       "process_count": jax.process_count(),
       "resumed_from_step": start,
       "data_load_s": t_data,
+      "dataset_identity": identity,
       "command": " ".join(sys.argv) if sys.argv else "",
   }
   tmp = path + ".tmp"

@@ -76,6 +76,7 @@ class StepSettings:
   aug_policy: str = "dm"           # dm | idc | none
   aug_strategy: str = augment_lib.DEFAULT_STRATEGY
   kernel: str = "gaussian"         # M3D kernel
+  estimator: str = "biased"        # M3D MMD² estimator: biased | unbiased (jaxcond.mmd)
   ipm: int = 1                     # iterations per random model (M3D: 5)
   step_mode: str = "joint"         # joint | per_class
   mm_weight: float = 1e4
@@ -210,7 +211,7 @@ def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings
     loss = objectives.dm_loss(real_feats, syn_feats)
     return loss, {"dm": loss}
   if s.method == "m3d":
-    loss = objectives.m3d_loss(real_feats, syn_feats, kernel=s.kernel)
+    loss = objectives.m3d_loss(real_feats, syn_feats, kernel=s.kernel, estimator=s.estimator)
     return loss, {"mmd": loss}
   icd_weight = s.icd_weight if s.ipc > 1 else 0.0
   k = (s.icd_k or objectives.icd_k(s.ipc)) if icd_weight else None

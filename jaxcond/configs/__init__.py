@@ -22,7 +22,7 @@ from jaxcond.configs.methods import (DDM, DIGIT_DATASETS, DM, EVAL_PROTOCOL_DEFA
                                      NO_FLIP_STRATEGY, apply_method_defaults,
                                      eval_protocol_defaults, m3d_default_lr,
                                      method_defaults)
-from jaxcond.configs.schema import (INITS, KERNELS, NON_TRAJECTORY_FIELDS, POLICIES,
+from jaxcond.configs.schema import (ESTIMATORS, INITS, KERNELS, NON_TRAJECTORY_FIELDS, POLICIES,
                                     SPACES, STEP_MODES, STYLE_MODES, STYLE_TAPS,
                                     base_config, config_hash, differing_fields, flat,
                                     set_field, to_jsonable, trajectory_dict)

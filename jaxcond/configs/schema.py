@@ -23,6 +23,7 @@ INITS = ("real", "noise", "mix")
 SPACES = ("normalized", "unit")
 POLICIES = ("dm", "idc", "none")
 KERNELS = ("linear", "gaussian", "polynomial")
+ESTIMATORS = ("biased", "unbiased")            # jaxcond.mmd.ESTIMATORS
 STEP_MODES = ("per_class", "joint")
 STYLE_MODES = ("batchavg", "persample")
 STYLE_TAPS = ("norm", "conv")
@@ -88,6 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.m3d = ml_collections.ConfigDict()
   c.m3d.kernel = ""              # method: MMD kernel, linear | gaussian | polynomial
+  c.m3d.estimator = "biased"     # MMD² estimator: biased (M3D, V-statistic) | unbiased
   c.m3d.ipm = 0                  # method: random nets per iteration
   c.m3d.step_mode = ""           # method: per_class (M3D code) | joint
 

@@ -99,6 +99,7 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       aug_policy=c.augment.policy.lower(),
       aug_strategy=check_strategy("augment.strategy", c.augment.strategy),
       kernel=c.m3d.kernel.lower(),
+      estimator=c.m3d.estimator.lower(),
       ipm=int(c.m3d.ipm) if method == "m3d" else 1,
       step_mode=c.m3d.step_mode.lower() if method == "m3d" else "joint",
       mm_weight=float(c.ddm.mm_weight),

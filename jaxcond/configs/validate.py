@@ -79,6 +79,13 @@ def validate_static(c: ml_collections.ConfigDict) -> None:
   check_strategy("augment.strategy", c.augment.strategy)
 
   check_choice("m3d.kernel", c.m3d.kernel, schema.KERNELS)
+  check_choice("m3d.estimator", c.m3d.estimator, schema.ESTIMATORS)
+  if c.method == "m3d" and c.m3d.estimator.lower() == "unbiased":
+    n_syn = c.ipc * c.synthetic.factor ** 2
+    n_syn = min(n_syn, c.synthetic.batch_syn_max) if c.synthetic.batch_syn_max else n_syn
+    if n_syn < 2 or c.batch_real < 2:
+      raise ConfigError(f"m3d.estimator: 'unbiased' needs >= 2 synthetic and real images per "
+                        f"class each step (has {n_syn} and {c.batch_real}); use 'biased'")
   check_int("m3d.ipm", c.m3d.ipm, lo=1)
   check_choice("m3d.step_mode", c.m3d.step_mode, schema.STEP_MODES)
 

@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from jaxcond.data import cache as cache_lib
+from jaxcond.data import identity
 from jaxcond.data import readers
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
@@ -217,7 +218,8 @@ def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, n
 
   def compute():
     imgs = readers.decode_many([f for _, f in rows], [str(f) for _, f in rows],
-                               info.resolution, info.channels, num_threads)
+                               info.resolution, info.channels, num_threads,
+                               what=f"decoding {info.name} {split} images")
     return {"images": imgs, "labels": np.asarray([r[0] for r in rows], np.int32)}
 
   out = cache_lib.cached("imagefolder", ident, compute, use_cache)
@@ -245,7 +247,8 @@ def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threa
         continue
       rows = [r for r in scanned[name] if r[0] in label_of]
       imgs = readers.decode_many([r[2] for r in rows], [f"{p}:{r[1]}" for r in rows],
-                                 info.resolution, info.channels, num_threads)
+                                 info.resolution, info.channels, num_threads,
+                                 what=f"decoding {info.name} {canon} images")
       labels = np.asarray([label_of[r[0]] for r in rows], np.int32)
       results[canon] = {"images": imgs, "labels": labels}
       if use_cache:
@@ -347,6 +350,7 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
     x, y = readers.read_digits(split)
     where = "sklearn digits"
   elif kind == "idx":
+    identity.check(info, kind, p, split)   # MNIST vs Fashion-MNIST, before decoding
     x, y, files = readers.read_idx_split(p, split)
     where = str(files["images"])
     if y.size and y.max() >= info.num_classes:
@@ -354,6 +358,7 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
   elif kind == "cifar":
     if info.name not in ("cifar10", "cifar100"):
       raise ConfigError(f"dataset.source: CIFAR pickles found at {p}, but dataset is {info.name}")
+    identity.check(info, kind, p, split)   # CIFAR-10 vs CIFAR-100, before decoding
     x, y, _ = readers.read_cifar(p, split, info.name)
     where = str(p)
   elif kind == "svhn":
@@ -385,3 +390,17 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
   else:  # pragma: no cover - resolve_source only returns the kinds above
     raise ConfigError(f"dataset.source: {kind!r}")
   return _finish(info, x, y, classes, where, split)
+
+
+def dataset_identity(name: str, split: str = "train", *, source: str = "auto", path=None,
+                     resolution: Optional[int] = None, class_list=None) -> str:
+  """What the files `load_split` would read are (`jaxcond.data.identity`): one line for
+  config.json, e.g. "cifar10 (modified copy: image tree ..., not the published pickles)".
+  Raises DataError when they are another known dataset's files. Reads only file heads
+  (IDX) or hashes archives (CIFAR), never decodes."""
+  info = get_info(name, resolution=resolution, class_list=class_list)
+  split = _SPLITS.get(str(split).lower(), "train")
+  kind, p, _ = resolve_source(info, source, path)
+  if kind == "idx" and split not in ("train", "test"):
+    split = "train"
+  return identity.check(info, kind, p, split)

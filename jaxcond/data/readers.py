@@ -332,28 +332,37 @@ def decode_image(src, size: int, channels: int, where: Optional[str] = None) -> 
 
 
 def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
-                num_threads: Optional[int] = None) -> np.ndarray:
-  """Decode in a thread pool (Pillow releases the GIL while decoding) into one array."""
+                num_threads: Optional[int] = None, what: Optional[str] = None) -> np.ndarray:
+  """Decode in a thread pool (Pillow releases the GIL while decoding) into one array.
+
+  `what` names the work in `jaxcond.progress` lines (counts, rate, ETA; decoding CIFAR-10's
+  60k JPEGs takes 10-15 s on two cores, ImageNet hours); None prints nothing."""
+  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   out = np.empty((len(srcs), size, size, channels), np.uint8)
   if not srcs:
     return out
   threads = num_threads or min(16, (os.cpu_count() or 1) * 2)
+  bar = progress.Progress(what or "decoding", len(srcs), unit="images", enabled=bool(what))
 
   def work(i):
     out[i] = decode_image(srcs[i], size, channels, wheres[i])
 
-  if threads <= 1 or len(srcs) < 64:
-    for i in range(len(srcs)):
-      work(i)
-  else:
-    chunk = 256
-
-    def work_chunk(start):
-      for i in range(start, min(start + chunk, len(srcs))):
+  with bar:
+    if threads <= 1 or len(srcs) < 64:
+      for i in range(len(srcs)):
         work(i)
+        bar.update(1)
+    else:
+      chunk = 256
 
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-      list(pool.map(work_chunk, range(0, len(srcs), chunk)))
+      def work_chunk(start):
+        stop = min(start + chunk, len(srcs))
+        for i in range(start, stop):
+          work(i)
+        bar.update(stop - start)
+
+      with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work_chunk, range(0, len(srcs), chunk)))
   return out
 
 
@@ -412,11 +421,13 @@ def scan_imagefolder_archive(path, splits: Sequence[str]):
   The tree may sit under any prefix (`cifar10/train/cat/0001.jpg`); the split folder is the
   first path component named train/test/val/validation with a class and a file below it.
   """
+  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   if not path.is_file():
     raise DataError(f"{path}: file not found")
   split_names = set(splits)
   files, anns = {}, {}
+  bar = progress.Progress(f"reading {path.name}", None, unit="files")
 
   def visit(name: str, read):
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
@@ -427,6 +438,7 @@ def scan_imagefolder_archive(path, splits: Sequence[str]):
           anns[p] = _parse_annotations(read().decode())
         elif len(rest) >= 2 and _is_image(rest[-1]):
           files.setdefault(p, []).append((rest, name, read()))
+          bar.update(1)
         return
 
   try:
@@ -441,7 +453,9 @@ def scan_imagefolder_archive(path, splits: Sequence[str]):
           if m.isfile():
             visit(m.name, lambda m=m: tar.extractfile(m).read())
   except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+    bar.close(ok=False)
     raise DataError(f"{path}: unreadable or truncated archive ({e})") from None
+  bar.close()
   out = {}
   for split, items in files.items():
     ann = anns.get(split)

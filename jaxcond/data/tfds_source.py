@@ -116,8 +116,10 @@ def scan_labels(src, *, use_cache: bool = True) -> np.ndarray:
 def read_images(src, indices: Sequence[int], size: int, channels: int,
                 num_threads: Optional[int] = None) -> np.ndarray:
   """Records -> uint8 [n, size, size, ch]; encoded images decoded + resized with Pillow."""
+  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   where = f"{src.dataset_info.data_dir}[{src.split}]"
   out = np.empty((len(indices), size, size, channels), np.uint8)
+  bar = progress.Progress(f"reading {where}", len(indices), unit="images")
   for s in range(0, len(indices), _READ_CHUNK):
     idx = [int(i) for i in indices[s:s + _READ_CHUNK]]
     rows = src.__getitems__(idx)
@@ -128,6 +130,8 @@ def read_images(src, indices: Sequence[int], size: int, channels: int,
     else:
       for j, (i, im) in enumerate(zip(idx, imgs)):
         out[s + j] = _fit_array(np.asarray(im), size, channels, f"{where} record {i}")
+    bar.update(len(idx))
+  bar.close()
   return out
 
 

@@ -1,0 +1,133 @@
+"""`python -m jaxcond.export WORKDIR --format imagefolder|dcbench --out DIR`: a condensed set
+in the formats other evaluation tools read.
+
+imagefolder  `DIR/<NNN>_<class name>/<k>.png`, uint8 PNGs (de-normalised; multi-formation
+             sets decoded: the images a network trains on). Folder names start with the
+             zero-padded class index so torchvision's `ImageFolder`, which numbers classes
+             in sorted folder order, gives every image its jaxcond label. DD-Ranking
+             (arXiv 2505.13300) reads such a tree through its `image_path` option.
+dcbench      `DIR/<method>_<dataset>_ipc<ipc>.npz` in the layout DC-BENCH (arXiv 2207.09639)
+             reads KIP sets with: `images` float32 NHWC, `labels` one-hot float32 [N, C]
+             (its loader takes argmax), plus `mean`, `std`, `class_names`. `images` are
+             normalised with the set's own constants ((pixels/255 − mean)/std, the DC/DM
+             constants DC-BENCH's non-KIP test loaders use); `--unit` writes [0, 1] pixels.
+
+README.md ("Exports") gives the command each tool needs. Reads the set only through
+`jaxcond.synthetic_io` (the synthetic.npz format).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from jaxcond import synthetic_io
+from jaxcond.errors import ConfigError, DataError, JaxcondError
+
+FORMATS = ("imagefolder", "dcbench")
+
+
+def _set_path(src) -> str:
+  """WORKDIR or a synthetic.npz path -> the synthetic.npz path."""
+  src = os.fspath(src)
+  return os.path.join(src, "synthetic.npz") if os.path.isdir(src) else src
+
+
+def class_folder(index: int, name: str, num_classes: int) -> str:
+  """`003_cat`: sortable by index, safe on every file system."""
+  width = max(2, len(str(num_classes - 1)))
+  safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or str(index)
+  return f"{index:0{width}d}" if safe == str(index) else f"{index:0{width}d}_{safe}"
+
+
+def _check_out(out: str) -> None:
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ConfigError(f"--out: {out} is a file, not a folder")
+  if os.path.isdir(out) and os.listdir(out):
+    raise ConfigError(f"--out: {out} is not empty; pass a new or empty folder")
+  parent = os.path.dirname(os.path.abspath(out))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+    raise ConfigError(f"--out: cannot create {out} ({parent} is not a writable folder)")
+
+
+def to_imagefolder(sset, out: str) -> list[str]:
+  """Writes the PNG tree; returns the class folders in label order."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pixels = sset.pixels("train")
+  folders = []
+  for c, name in enumerate(sset.class_names):
+    d = os.path.join(out, class_folder(c, name, sset.num_classes))
+    os.makedirs(d, exist_ok=True)
+    folders.append(d)
+    for k, img in enumerate(pixels[sset.y == c]):
+      Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
+          os.path.join(d, f"{k:05d}.png"))
+  return folders
+
+
+def to_dcbench(sset, out: str, *, unit: bool = False) -> str:
+  """Writes the KIP-layout .npz (module doc); returns its path."""
+  pixels = sset.pixels("train").astype(np.float32) / 255.0
+  if unit:
+    images = pixels
+  else:
+    images = (pixels - np.asarray(sset.mean, np.float32)) / np.asarray(sset.std, np.float32)
+  labels = np.eye(sset.num_classes, dtype=np.float32)[sset.y]
+  os.makedirs(out, exist_ok=True)
+  name = f"{sset.method or 'set'}_{sset.dataset or 'data'}_ipc{sset.ipc}.npz"
+  path = os.path.join(out, name)
+  np.savez(path, images=images.astype(np.float32), labels=labels,
+           mean=np.asarray(sset.mean if not unit else [0.0] * len(sset.mean), np.float32),
+           std=np.asarray(sset.std if not unit else [1.0] * len(sset.std), np.float32),
+           class_names=np.asarray(sset.class_names, dtype=np.str_))
+  return path
+
+
+def export(src, fmt: str, out, *, unit: bool = False) -> str:
+  """Exports the set in WORKDIR (or a synthetic.npz) as `fmt` under `out`; returns what
+  was written (the folder, or the .npz path). One-line errors before anything is written."""
+  if fmt not in FORMATS:
+    raise ConfigError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+  if unit and fmt != "dcbench":
+    raise ConfigError("--unit: only for --format dcbench (imagefolder PNGs are uint8 pixels)")
+  src_path = _set_path(src)
+  if not os.path.exists(src_path):
+    raise DataError(f"{src_path}: no synthetic set here (expected a jaxcond.condense "
+                    "workdir holding synthetic.npz, or the .npz itself)")
+  out = os.fspath(out)
+  _check_out(out)
+  sset = synthetic_io.load(src_path)
+  if fmt == "imagefolder":
+    to_imagefolder(sset, out)
+    return out
+  return to_dcbench(sset, out, unit=unit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """CLI; returns the exit status (2 with a one-line message on bad input)."""
+  from jaxcond import report  # pylint: disable=g-import-not-at-top
+  parser = report.arg_parser(
+      "python -m jaxcond.export",
+      "Export a condensed set for other tools (README.md, 'Exports').")
+  parser.add_argument("workdir", help="a jaxcond.condense --workdir, or a synthetic.npz")
+  parser.add_argument("--format", required=True, choices=FORMATS)
+  parser.add_argument("--out", required=True, help="new or empty output folder")
+  parser.add_argument("--unit", action="store_true",
+                      help="dcbench: images in [0, 1] instead of mean/std-normalised")
+  try:
+    args = parser.parse_args(None if argv is None else list(argv))
+    path = export(args.workdir, args.format, args.out, unit=args.unit)
+  except JaxcondError as err:
+    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+    return 2
+  print(f"export ({args.format}): {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
