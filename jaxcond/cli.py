@@ -66,8 +66,8 @@ class Program:
   summary: str                        # one line
   examples: tuple = ()
   flags: tuple = ()
-  config: str = "required"            # "required" | "optional"
-  workdir: str = "required"           # "required" | "optional" | "none"
+  config: str = "required"            # "required" | "optional" | "none"
+  workdir: str = "required"           # "required" | "optional" | "none" | "positional"
   load: bool = True                   # build the ConfigDict here (False: the program does)
 
 
@@ -90,15 +90,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(program: Program) -> argparse.ArgumentParser:
+  rules = RULES if program.config != "none" else RULES[RULES.index("exit status"):]
   p = _Parser(prog=f"python -m jaxcond.{program.name}", description=program.summary,
-              epilog=RULES + ("\n\nexamples:\n" + "\n".join(f"  {e}" for e in program.examples)
+              epilog=rules + ("\n\nexamples:\n" + "\n".join(f"  {e}" for e in program.examples)
                               if program.examples else ""),
               formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
               add_help=False)
   p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
-  p.add_argument("--config", metavar="FILE.py[:ARG]",
-                 help=f"experiment config ({program.config})")
-  if program.workdir != "none":
+  if program.config != "none":
+    p.add_argument("--config", metavar="FILE.py[:ARG]",
+                   help=f"experiment config ({program.config})")
+  if program.workdir == "positional":
+    p.add_argument("workdir", metavar="WORKDIR", help="a jaxcond run's --workdir")
+  elif program.workdir != "none":
     p.add_argument("--workdir", metavar="DIR", help=f"output folder ({program.workdir})")
   for f in program.flags:
     names = [f"--{f.name}"]
@@ -139,6 +143,10 @@ def parse(program: Program, argv: Sequence[str]) -> Args | None:
     return None
   rest, overrides = split_overrides(argv)
   ns = _parser(program).parse_args(rest)
+  if program.config == "none":
+    ns.config = None
+    if overrides:
+      raise ConfigError(f"--config.{overrides[0][0]}: this program takes no config")
   if program.config == "required" and not ns.config:
     raise ConfigError("--config: required (e.g. --config experiments/quickstart.py; "
                       "--help lists the flags)")

@@ -109,24 +109,23 @@ def export(src, fmt: str, out, *, unit: bool = False) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """CLI; returns the exit status (2 with a one-line message on bad input)."""
-  from jaxcond import report  # pylint: disable=g-import-not-at-top
-  parser = report.arg_parser(
-      "python -m jaxcond.export",
-      "Export a condensed set for other tools (README.md, 'Exports').")
-  parser.add_argument("workdir", help="a jaxcond.condense --workdir, or a synthetic.npz")
-  parser.add_argument("--format", required=True, choices=FORMATS)
-  parser.add_argument("--out", required=True, help="new or empty output folder")
-  parser.add_argument("--unit", action="store_true",
-                      help="dcbench: images in [0, 1] instead of mean/std-normalised")
-  try:
-    args = parser.parse_args(None if argv is None else list(argv))
-    path = export(args.workdir, args.format, args.out, unit=args.unit)
-  except JaxcondError as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  print(f"export ({args.format}): {path}")
-  return 0
+  """`python -m jaxcond.export WORKDIR --format F --out DIR` (argv sys.argv-style); exit
+  status as `jaxcond.cli`."""
+  from jaxcond import cli  # pylint: disable=g-import-not-at-top
+  program = cli.Program(
+      "export", "Export a condensed set for other tools (README.md, 'Exports').",
+      examples=("python -m jaxcond.export runs/c10 --format imagefolder --out exports/c10",),
+      flags=(cli.flag("format", "imagefolder (PNG tree) or dcbench (KIP-style .npz)",
+                      required=True, choices=FORMATS),
+             cli.flag("out", "new or empty output folder", required=True, metavar="DIR"),
+             cli.flag("unit", "dcbench: images in [0, 1] instead of mean/std-normalised",
+                      action="store_true")),
+      config="none", workdir="positional")
+
+  def go(a):
+    f = a.flags
+    print(f"export ({f.format}): {export(a.workdir, f.format, f.out, unit=f.unit)}")
+  return cli.main(program, go, argv)
 
 
 if __name__ == "__main__":

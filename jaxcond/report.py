@@ -675,35 +675,22 @@ def referenced_files(html_text: str) -> list[str]:
   return re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", html_text)
 
 
-def arg_parser(prog: str, description: str):
-  """argparse whose usage errors are one-line ConfigErrors like every jaxcond program's
-  (a stand-in until the shared command line module takes these programs over)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  from jaxcond.errors import ConfigError  # pylint: disable=g-import-not-at-top
-
-  class Parser(argparse.ArgumentParser):
-    def error(self, message):
-      raise ConfigError(f"command line: {message} (see {self.prog} --help)")
-
-  return Parser(prog=prog, description=description)
+def _program():
+  from jaxcond import cli  # pylint: disable=g-import-not-at-top
+  return cli.Program(
+      "report", "Write WORKDIR/report.html: config, loss/accuracy curves, grids, results.",
+      examples=("python -m jaxcond.report runs/quickstart",),
+      flags=(cli.flag("no_plots", "skip the matplotlib plots", action="store_true"),),
+      config="none", workdir="positional")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """`python -m jaxcond.report WORKDIR`: writes WORKDIR/report.html; 2 on bad input."""
-  from jaxcond.errors import JaxcondError  # pylint: disable=g-import-not-at-top
-  parser = arg_parser(
-      "python -m jaxcond.report",
-      "Write WORKDIR/report.html: config, loss/accuracy curves, grids, results.")
-  parser.add_argument("workdir", help="a jaxcond.condense --workdir")
-  parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
-  try:
-    args = parser.parse_args(None if argv is None else list(argv))
-    path = write(args.workdir, plots=not args.no_plots)
-  except JaxcondError as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  print(f"report: {path}")
-  return 0
+  """`python -m jaxcond.report WORKDIR` (argv sys.argv-style); exit status as `jaxcond.cli`."""
+  from jaxcond import cli  # pylint: disable=g-import-not-at-top
+
+  def go(a):
+    print(f"report: {write(a.workdir, plots=not a.flags.no_plots)}")
+  return cli.main(_program(), go, argv)
 
 
 if __name__ == "__main__":

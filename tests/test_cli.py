@@ -106,3 +106,17 @@ def test_smoke_condense_program_on_digits(tmp_path, capsys):
   results = json.loads((tmp_path / "ev" / "results.json").read_text())
   assert set(record) - {"step", "decoded"} <= set(results)
   assert results["accuracies"] == record["accuracies"]      # same set, seeds and protocol
+
+
+def test_positional_workdir_programs_share_the_cli(capsys):
+  """report and export take WORKDIR as a positional argument, no --config, and answer
+  --help / bad flags in the shared style."""
+  from jaxcond import export, report
+  for mod, name in ((report, "report"), (export, "export")):
+    assert mod.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"python -m jaxcond.{name}" in out and "WORKDIR" in out and "exit status" in out
+    assert "--config FILE" not in out
+    assert mod.main([name, "w", "--config.ipc=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -51,23 +51,9 @@ def test_workdir_that_is_a_file_fails_before_loading(tmp_path, monkeypatch):
     condense.run(tiny_config(), str(f / "sub"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_workdir_fails_before_loading(tmp_path, monkeypatch):
-  _no_data(monkeypatch)
-  d = tmp_path / "ro"
-  d.mkdir()
-  d.chmod(0o500)
-  try:
-    with pytest.raises(ConfigError, match="is not writable"):
-      condense.run(tiny_config(), str(d))
-    with pytest.raises(ConfigError, match="cannot be created"):
-      condense.run(tiny_config(), str(d / "new"))
-  finally:
-    d.chmod(0o700)
-
-
 def test_unwritable_workdir_message(tmp_path, monkeypatch):
-  """The same check as above where the tests run as root: os.access says no."""
+  """A folder the process may not write to (os.access says no; the tests run as root, who
+  may write anywhere, so the answer is simulated) fails before any data is read."""
   _no_data(monkeypatch)
   (tmp_path / "ro").mkdir()
   monkeypatch.setattr(condense.os, "access", lambda *a: False)
@@ -90,7 +76,7 @@ def test_cli_workdir_file_is_one_line(tmp_path, capsys):
                       "--workdir", str(f)])
   err = capsys.readouterr().err
   assert rc == 2 and err.count("\n") == 1
-  assert err.startswith("ConfigError: workdir: ") and "is a file" in err
+  assert err.startswith("error: workdir: ") and "is a file" in err
 
 
 # ------------------------------------------------------------------------------ NaN stop

@@ -168,13 +168,13 @@ def test_report_without_matplotlib_still_writes_tables_and_grid(tmp_path, monkey
 def test_report_cli_errors_are_one_line(tmp_path, capsys):
   f = tmp_path / "file"
   f.write_text("x")
-  assert report.main([str(f)]) == 2
+  assert report.main(["report", str(f)]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "not a folder" in err
-  assert report.main([str(tmp_path)]) == 2
+  assert report.main(["report", str(tmp_path)]) == 2
   assert "not a jaxcond workdir" in capsys.readouterr().err
   _fake_workdir(tmp_path / "w")
-  assert report.main([str(tmp_path / "w")]) == 0
+  assert report.main(["report", str(tmp_path / "w")]) == 0
 
 
 # ------------------------------------------------------------------------------ progress
