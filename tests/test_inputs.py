@@ -3,7 +3,6 @@ files checked against their known identity, each a one-line error before any lon
 import gzip
 import importlib.util
 import json
-import os
 import pathlib
 import pickle
 import shutil
