@@ -21,6 +21,43 @@ Settings (methods.md §1.1, §3.4, §5.2):
   and 5000 iterations like the other M3D configs. DM/DDM on ImageNet-10: no paper setting;
   their method defaults with ResNetAP-10.
 
+Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
+`a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
+min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+
+  field                    dm                                   m3d                           ddm
+  model.name               resnetap10                           resnetap10                    = dm
+  eval.model               resnetap10                           resnetap10                    = dm
+  steps                    20000                                5000                          = dm
+  batch_real               256                                  128                           = dm
+  synthetic.init           real                                 mix                           = dm
+  synthetic.factor         1                                    2                             = dm
+  synthetic.space          normalized                           unit                          = dm
+  synthetic.lr             1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm
+  synthetic.momentum       0.5                                  0.5                           = dm
+  synthetic.batch_syn_max  0                                    200                           = dm
+  augment.policy           dm                                   idc                           = dm
+  augment.strategy         color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm
+  m3d.kernel               ·                                    gaussian                      ·
+  m3d.ipm                  ·                                    5                             ·
+  m3d.step_mode            ·                                    per_class                     ·
+  ddm.mm_weight            ·                                    ·                             10000.0
+  ddm.cm_weight            ·                                    ·                             0.0
+  ddm.icd_weight           ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0
+  ddm.style_mode           ·                                    ·                             batchavg
+  ddm.style_tap            ·                                    ·                             norm
+  ddm.k                    ·                                    ·                             0
+  eval.protocol            dm                                   idc                           = dm
+  eval.epochs              1000                                 1000                          = dm
+  eval.batch_size          256                                  64                            = dm
+  eval.lr                  0.01                                 0.01                          = dm
+  eval.momentum            0.9                                  0.9                           = dm
+  eval.weight_decay        0.0005                               0.0005                        = dm
+  eval.strategy            color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm
+  eval.mix_p               0.0                                  0.5                           = dm
+  eval.beta                1.0                                  1.0                           = dm
+  eval.eval_every_epochs   ·                                    500                           ·
+
 Reported accuracies (%, ResNetAP-10, IDC protocol, methods.md §6): IDC IPC 10 / 20 =
 72.8 / 76.6. M3D: NOT FOUND in our sources (the abstract claims it surpasses IDC on
 high-resolution ImageNet; see arXiv 2312.15927 Table 2).
@@ -29,4 +66,19 @@ from jaxcond import configs
 
 
 def get_config(arg=None):
-  return configs.make_config("imagenet10", arg, model="resnetap10", method_default="m3d")
+  arg = configs.parse_arg(arg)
+  c = configs.method_config("imagenet10", method=arg.pop("method", "m3d"),
+                            ipc=arg.pop("ipc", 10), model="resnetap10")
+  if arg.pop("runlocal", False):   # CPU smoke run: seconds to a minute, not paper fidelity
+    c.steps = 20
+    c.checkpoint_every = 10
+    c.log_every = 5
+    c.batch_real = min(c.batch_real, 16)
+    c.model.width = 32
+    c.synthetic.batch_syn_max = min(c.synthetic.batch_syn_max or 64, 64)
+    c.eval.num_nets = 1
+    c.eval.epochs = 20
+    c.eval.batch_size = min(c.eval.batch_size, 64)
+    c.eval.eval_every_epochs = 10
+    c.eval.every = 0
+  return configs.override(c, arg)  # any `field=value` of the arg, applied last
