@@ -128,6 +128,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxcond import checkpoint, parallel, report, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond import plan as plan_lib  # pylint: disable=g-import-not-at-top
   from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
 
   if not workdir:
@@ -146,6 +147,12 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   c_pad = parallel.padded_num_classes(num_classes, mesh)
   local_ids = parallel.local_classes(num_classes, mesh)
   printer = report.Printer(quiet=config.quiet, enabled=is_main, stream=log)
+  # Chunk sizes from the memory budget, checked by compiling the step from shapes only:
+  # a config that cannot fit fails here, before any data is read (jaxcond.plan).
+  planned = plan_lib.make_plan(
+      config, s, mesh, depth=int(info.max_per_class or 2 * max(s.batch_real, s.ipc * s.factor ** 2)),
+      streaming=bool(config.dataset.streaming), log=printer)
+  s = planned.settings
 
   t_start = time.perf_counter()
   data = _data()
@@ -177,9 +184,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   syn_sharding = sharding(5)
-  state_shardings = {"syn": syn_sharding,
-                     "opt": jax.tree.map(lambda _: syn_sharding,
-                                         steps.optimizer(s).init(jnp.zeros((1,))))}
+  state_shardings = plan_lib.state_shardings(s, mesh)
   ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=config.keep_checkpoints)
   stream = None
   try:
@@ -224,11 +229,9 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
     if is_main:
       _write_config_json(paths["config"], config, info, mesh, start, t_data)
 
-    out_shardings = (state_shardings, parallel.replicated(mesh))
     t0 = time.perf_counter()
     if bank is not None:
-      jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
-                       donate_argnums=(0,), out_shardings=out_shardings)
+      jitted = plan_lib.build_step(s, mesh, model=model)
       compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
           if start < config.steps else None
       advance = lambda state, step: compiled(state, bank, jnp.int32(step))
@@ -237,8 +240,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                                 sharding=sharding5, start_step=start,
                                 num_steps=max(config.steps - start, 1))
       stream_ids = stream.device_fields()[1]
-      jitted = jax.jit(steps.make_step(s, sharding, model), donate_argnums=(0,),
-                       out_shardings=out_shardings)
+      jitted = plan_lib.build_step(s, mesh, streaming=True, model=model)
       real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
                                        jnp.uint8, sharding=sharding5)
       compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
@@ -515,6 +517,10 @@ def _parse_flags(argv: Sequence[str]):
   flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=fv)
   flags.DEFINE_list("local_device_ids", None, "Local device ids for this process.",
                     flag_values=fv)
+  flags.DEFINE_bool("plan", False, "Print the memory plan from shapes only (no data read) "
+                    "and exit; last line JSON (jaxcond.plan.run_plan).", flag_values=fv)
+  flags.DEFINE_integer("devices", None, "With --plan: plan for this many fake CPU devices.",
+                       flag_values=fv)
 
   config_arg = None
   for i, a in enumerate(argv[1:], 1):
@@ -545,7 +551,7 @@ def _parse_flags(argv: Sequence[str]):
     raise
   except Exception as err:  # errors raised while importing / calling get_config
     raise ConfigError(f"--config {config_arg}: {type(err).__name__}: {err}") from None
-  if not fv.workdir:
+  if not fv.workdir and not fv.plan:
     raise ConfigError("--workdir: required (output directory)")
   _warn_stale_defaults(config_arg, argv, config)
   return fv, config
@@ -626,6 +632,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv if argv is None else argv)
   try:
     fv, config = _parse_flags(argv)
+    if fv.plan:
+      from jaxcond import plan  # pylint: disable=g-import-not-at-top
+      plan.setup_fake_devices(fv.devices)
+      print(json.dumps(plan.run_plan(config, fv.devices or 0)), flush=True)
+      return 0
     from jaxcond import parallel  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(
         fv.coordinator_address, fv.num_processes, fv.process_id,

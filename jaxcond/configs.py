@@ -52,7 +52,7 @@ DIGIT_DATASETS = ("mnist", "svhn", "digits")   # DM README: drop flip for digits
 # chunk sizes and the device count change only float rounding).
 NON_TRAJECTORY_FIELDS = (
     "steps", "checkpoint_every", "keep_checkpoints", "log_every", "quiet", "num_devices",
-    "real_chunk", "syn_chunk", "image_every", "dataset.source", "dataset.path", "eval",
+    "real_chunk", "syn_chunk", "memory_budget_gb", "image_every", "dataset.source", "dataset.path", "eval",
 )
 
 
@@ -88,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.syn_chunk = -1               # synthetic images per gradient group; 0 = one, -1 = auto
   c.log_every = 100
   c.num_devices = 0              # 0 = all devices
+  c.memory_budget_gb = 0.0       # per device, GiB; 0 = the device's own limit (jaxcond.plan)
   c.quiet = False
 
   c.synthetic = ml_collections.ConfigDict()
@@ -438,6 +439,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check_int("batch_real", c.batch_real, lo=1)
   _check_int("log_every", c.log_every, lo=1)
   _check_int("num_devices", c.num_devices, lo=0)
+  _check_float("memory_budget_gb", c.memory_budget_gb, lo=0.0)
   if not isinstance(c.quiet, bool):
     raise ConfigError(f"quiet: expected True/False, got {c.quiet!r}")
 
@@ -628,44 +630,7 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       style_mode=c.ddm.style_mode.lower(),
       style_tap=c.ddm.style_tap.lower(),
       icd_k=int(c.ddm.k),
-      real_chunk=resolve_real_chunk(c, info),
-      syn_chunk=resolve_syn_chunk(c, info),
-  )
-
-
-def _resolve_chunk(c: ml_collections.ConfigDict, field: str, auto_on_cpu) -> int:
-  """A CPU speed knob: 0 = off, > 0 as given, -1 = `auto_on_cpu()` on CPU and off on
-  accelerators. Batch-norm nets always get 0: their statistics span the whole batch."""
-  k = int(c[field])
-  if k == 0 or _uses_batch_norm(c):
-    return 0
-  if k > 0:
-    return k
-  import jax  # pylint: disable=g-import-not-at-top
-  return auto_on_cpu() if jax.default_backend() == "cpu" else 0
-
-
-def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`real_chunk` auto: about 160 real images per lax.map iteration on CPU (fastest of those
-  measured, docs/benchmarks.md)."""
-  def auto():
-    b = int(c.batch_real)
-    target = max(1, 160 // max(1, int(info.num_classes)))
-    return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
-  return _resolve_chunk(c, "real_chunk", auto)
-
-
-SYN_CHUNK_CPU = 50   # images per group at 32x32, scaled by the image area
-
-
-def resolve_syn_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`syn_chunk` auto: gradient groups of about 50 synthetic 32×32 images on CPU (as many
-  images of the same total area at other sizes; whole classes, `steps.classes_per_group`),
-  measured faster than one large batch (docs/benchmarks.md): the gain is the activations
-  fitting the cache, so small images need no groups."""
-  h, w = (int(v) for v in info.image_shape[:2])
-  return _resolve_chunk(c, "syn_chunk",
-                        lambda: max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w))))
+  )   # chunk sizes (real_chunk, real_cpg, syn_cpg): chosen by jaxcond.plan
 
 
 def _uses_batch_norm(c: ml_collections.ConfigDict) -> bool:
