@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+
+import numpy as np
 from typing import Any, Callable
 
 from jaxcond.errors import ConfigError
@@ -35,7 +37,7 @@ GIB = 2 ** 30
 CPU_REAL_IMAGES = 160     # real images per device per scan iteration (CPU preference)
 SYN_CHUNK_CPU = 50        # synthetic 32×32 images per gradient group (CPU preference)
 CPU_MAX_UNROLL = 32       # CPU: unroll the group scan up to this many groups
-SAFETY = 0.9              # plan to this fraction of the budget (allocator slack)
+SAFETY = 0.85             # plan to this fraction of the budget (allocator slack)
 
 
 def _platform() -> str:
@@ -205,9 +207,10 @@ def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
   return st
 
 
-def _piece_slopes(s) -> tuple[float, float]:
+def _piece_slopes(s) -> dict:
   """Temporary bytes per real image (forward) and per synthetic image (forward + backward
-  to the pixels), from two tiny single-device compiles of each piece."""
+  to the pixels), from two tiny single-device compiles of each piece, and the per-class
+  sizes of what the real side keeps (features, tap means)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxcond import benchlib, steps  # pylint: disable=g-import-not-at-top
@@ -227,8 +230,12 @@ def _piece_slopes(s) -> tuple[float, float]:
                 jax.ShapeDtypeStruct((n,), jnp.int32))
 
   spc = s.syn_per_class
-  d_probe = jax.eval_shape(real_fn, jax.ShapeDtypeStruct((1, 1) + hwc, jnp.uint8),
-                           jax.ShapeDtypeStruct((1,), jnp.int32))
+  probe = jax.eval_shape(real_fn, jax.ShapeDtypeStruct((1, 1) + hwc, jnp.uint8),
+                         jax.ShapeDtypeStruct((1,), jnp.int32))
+  feat_dim = int(probe[0].shape[-1])
+  tap_elems = 0 if probe[1] is None else sum(
+      int(np.prod(t.shape[2:])) * (1 if steps.reduces_real_taps(s) else s.batch_real)
+      for t in probe[1])
 
   def syn_fn(syn, feats, taps, ids):
     def loss(x):
@@ -238,16 +245,16 @@ def _piece_slopes(s) -> tuple[float, float]:
     return jax.grad(loss)(syn)
 
   def syn_at(n):
-    feats = jax.ShapeDtypeStruct((n, s.batch_real) + d_probe[0].shape[2:], jnp.float32)
+    feats = jax.ShapeDtypeStruct((n, s.batch_real, feat_dim), jnp.float32)
     taps = None
-    if d_probe[1] is not None:
-      taps = [jax.ShapeDtypeStruct((n,) + t.shape[1:], t.dtype) for t in d_probe[1]]
+    if probe[1] is not None:
+      taps = [jax.ShapeDtypeStruct((n,) + t.shape[1:], t.dtype) for t in probe[1]]
     return temp(syn_fn, jax.ShapeDtypeStruct((n, s.ipc) + hwc, jnp.float32), feats, taps,
                 jax.ShapeDtypeStruct((n,), jnp.int32))
 
-  r = max(1.0, (real_at(16) - real_at(8)) / 8.0)
-  syn = max(1.0, (syn_at(2) - syn_at(1)) / float(spc))
-  return r, syn
+  return {"real": max(1.0, (real_at(4) - real_at(2)) / 2.0),
+          "syn": max(1.0, (syn_at(2) - syn_at(1)) / float(spc)),
+          "feat_dim": feat_dim, "tap_elems": tap_elems}
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -355,19 +362,34 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   if bn:   # batch statistics span the whole batch: no chunks (configs.validate refuses them)
     real, syn, real_fixed, syn_fixed = local * s.batch_real, local * s.syn_per_class, True, True
   cand = with_layout(s, local, real, syn, policy)
-  st = check(cand)
   note = ""
-  if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
-    b_r, b_s = _piece_slopes(cand)
+  fixed = None
+  if policy != "cpu" and not (real_fixed and syn_fixed):
+    # Accelerators: predict before compiling the big program. What does not scale with the
+    # chunks: arguments (bank shard, state), the sampled real batch, the real features and
+    # tap means, the gradient and the new state; the chunks add their activations.
+    sl = _piece_slopes(cand)
     compiles += 4
-    act_now = max(b_r * real_images(cand, local), b_s * syn_images(cand, local))
+    fixed = (bank_bytes + 3 * state_bytes + local * s.batch_real * hwc
+             + 4 * local * (s.batch_real * sl["feat_dim"] + sl["tap_elems"]))
+    room = target - fixed
+    if room > 0:
+      real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
+      syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
+      cand = with_layout(s, local, real, syn, policy)
+  st = check(cand)
+  if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
+    if fixed is None:
+      sl = _piece_slopes(cand)
+      compiles += 4
+    act_now = max(sl["real"] * real_images(cand, local), sl["syn"] * syn_images(cand, local))
     fixed = st["per_device_bytes"] - act_now
     for _ in range(3):
       room = target - fixed
       if room <= 0:
         break
-      new_real = real if real_fixed else max(1, min(real, int(room / b_r)))
-      new_syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / b_s)))
+      new_real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
+      new_syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
       new = with_layout(s, local, new_real, new_syn, policy)
       if (new.real_chunk, new.real_cpg, new.syn_cpg) == (cand.real_chunk, cand.real_cpg,
                                                          cand.syn_cpg):

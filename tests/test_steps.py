@@ -19,7 +19,7 @@ def _assert_same(whole, other):
   assert np.abs(x_w - x0).max() > 1e-3      # the pixels moved: equality is not vacuous
 
 
-@pytest.mark.parametrize("method", ["dm", "ddm"])
+@pytest.mark.parametrize("method", ["dm", pytest.param("ddm", marks=pytest.mark.slow)])
 def test_real_chunks_equal_whole_batch(method):
   """Real images streamed in chunks (images per class × classes per device) change no
   result, also sharded over 8 devices; DDM covers the streamed batch-mean taps."""
@@ -31,8 +31,9 @@ def test_real_chunks_equal_whole_batch(method):
   _assert_same(whole, run_steps(dataclasses.replace(s, real_chunk=2, real_cpg=1), 8))
 
 
-@pytest.mark.parametrize("method", ["dm", "m3d", "ddm"])
-@pytest.mark.parametrize("unroll", [False, True])
+@pytest.mark.parametrize("method,unroll", [
+    ("dm", False), ("dm", True), ("m3d", False),
+    pytest.param("ddm", False, marks=pytest.mark.slow)])
 def test_syn_groups_equal_one_group(method, unroll):
   """The gradient taken class group by class group in a lax.scan changes no result, also
   with the padded classes of 8 devices and a group size that does not divide the local
