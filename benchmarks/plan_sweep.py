@@ -21,13 +21,17 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-CASES = (
-    [(f"imagenet1k {m} ipc{i} 8dev 16GiB", f"experiments/imagenet1k.py:method={m},ipc={i}", 8,
-      16) for m in ("dm", "m3d", "ddm") for i in (1, 10, 50)]
-    + [(f"tinyimagenet {m} ipc50 8dev 16GiB", f"experiments/tinyimagenet.py:method={m},ipc=50",
-        8, 16) for m in ("dm", "m3d", "ddm")]
+CASES = (   # the most informative first: the file is rewritten after every case
+    [(f"imagenet1k {m} ipc10 8dev 16GiB", f"experiments/imagenet1k.py:method={m},ipc=10", 8,
+      16) for m in ("dm", "m3d", "ddm")]
     + [(f"imagenet1k {m} ipc10 1dev 80GiB", f"experiments/imagenet1k.py:method={m},ipc=10", 1,
         80) for m in ("dm", "m3d")]
+    + [(f"imagenet1k {m} ipc{i} 8dev 16GiB", f"experiments/imagenet1k.py:method={m},ipc={i}", 8,
+        16) for i in (50, 1) for m in ("dm", "m3d", "ddm")]
+    + [(f"tinyimagenet {m} ipc50 8dev 16GiB", f"experiments/tinyimagenet.py:method={m},ipc=50",
+        8, 16) for m in ("dm", "m3d", "ddm")]
+    + [("cifar100 dm ipc50 1dev 4GiB unchunked", "experiments/cifar100.py:method=dm,ipc=50", 1,
+        4, ("--config.real_chunk=0", "--config.syn_chunk=0"))]
 )
 
 
@@ -56,10 +60,10 @@ def main(argv=None):
   ap.add_argument("--only", default="")
   args = ap.parse_args(argv)
   rows = []
-  for name, config, devices, budget in CASES:
+  for name, config, devices, budget, *extra in CASES:
     if args.only and args.only not in name:
       continue
-    r = run_case(name, config, devices, budget)
+    r = run_case(name, config, devices, budget, *extra)
     rows.append(r)
     print(json.dumps({k: r.get(k) for k in ("case", "fits", "per_device_gib", "compile_s",
                                              "plan_s", "wall_s", "real_chunk", "real_cpg",
