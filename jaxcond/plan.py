@@ -252,7 +252,7 @@ def _piece_slopes(s) -> dict:
     return temp(syn_fn, jax.ShapeDtypeStruct((n, s.ipc) + hwc, jnp.float32), feats, taps,
                 jax.ShapeDtypeStruct((n,), jnp.int32))
 
-  return {"real": max(1.0, (real_at(4) - real_at(2)) / 2.0),
+  return {"real": max(1.0, (real_at(16) - real_at(8)) / 8.0),
           "syn": max(1.0, (syn_at(2) - syn_at(1)) / float(spc)),
           "feat_dim": feat_dim, "tap_elems": tap_elems}
 
@@ -373,33 +373,38 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
     real, syn, real_fixed, syn_fixed = local * s.batch_real, local * s.syn_per_class, True, True
   cand = with_layout(s, local, real, syn, policy)
   note = ""
-  fixed = None
+  sl = None
+
+  def fixed_bytes():
+    """What does not scale with the chunks: arguments (bank shard, state), the sampled real
+    batch, the real features and tap means, the gradient and the new state."""
+    return (bank_bytes + 3 * state_bytes + local * s.batch_real * hwc
+            + 4 * local * (s.batch_real * sl["feat_dim"] + sl["tap_elems"]))
+
   if policy != "cpu" and not (real_fixed and syn_fixed):
-    # Accelerators: predict before compiling the big program. What does not scale with the
-    # chunks: arguments (bank shard, state), the sampled real batch, the real features and
-    # tap means, the gradient and the new state; the chunks add their activations.
+    # Accelerators: predict from the per-image slopes before compiling the big program.
     sl = _piece_slopes(cand)
     compiles += 4
-    fixed = (bank_bytes + 3 * state_bytes + local * s.batch_real * hwc
-             + 4 * local * (s.batch_real * sl["feat_dim"] + sl["tap_elems"]))
-    room = target - fixed
+    room = target - fixed_bytes()
     if room > 0:
       real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
       syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
       cand = with_layout(s, local, real, syn, policy)
   st = check(cand)
   if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
-    if fixed is None:
+    # The compiled program is the truth: scale the chunks by the ratio of the room to the
+    # activation part it measured (total minus the fixed part), and verify again.
+    if sl is None:
       sl = _piece_slopes(cand)
       compiles += 4
-    act_now = max(sl["real"] * real_images(cand, local), sl["syn"] * syn_images(cand, local))
-    fixed = st["per_device_bytes"] - act_now
-    for _ in range(3):
-      room = target - fixed
-      if room <= 0:
+    fixed = fixed_bytes()
+    for _ in range(4):
+      act = max(1, st["per_device_bytes"] - fixed)
+      f = 0.9 * (target - fixed) / act
+      if target <= fixed or f >= 1:
         break
-      new_real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
-      new_syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
+      new_real = real if real_fixed else max(1, int(real_images(cand, local) * f))
+      new_syn = syn if syn_fixed else max(s.syn_per_class, int(syn_images(cand, local) * f))
       new = with_layout(s, local, new_real, new_syn, policy)
       if (new.real_chunk, new.real_cpg, new.syn_cpg) == (cand.real_chunk, cand.real_cpg,
                                                          cand.syn_cpg):
@@ -408,7 +413,6 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
       st = check(cand)
       if st["per_device_bytes"] <= target:
         break
-      fixed += st["per_device_bytes"] - target   # the model under-counted: tighten
   fits = st["per_device_bytes"] <= budget
   if st["per_device_bytes"] > target and fits:
     note = "within the budget but above its safety margin"

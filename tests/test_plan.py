@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _tiny(method="dm", ipc=2, budget=0.0, **fields):
   """CIFAR-10 shapes with a narrow net: a step that compiles in seconds."""
   c = configs.make_config("cifar10", f"method={method},ipc={ipc}")
-  c.batch_real = 16
+  c.batch_real = 32
   c.model.width = 8
   c.memory_budget_gb = budget
   for k, v in fields.items():
@@ -41,7 +41,7 @@ def test_cpu_preference_comes_from_the_planner():
   p = _plan(c)
   s = p.settings
   assert p.fits and p.compiles == 1
-  assert s.real_chunk == 16 and s.real_cpg == 0          # 10 classes x 16 images
+  assert s.real_chunk == 16 and s.real_cpg == 0          # 10 classes x 16 of 32 images
   assert s.syn_cpg == 5 and s.syn_unroll                  # 5 classes x 10 images, 2 groups
   assert plan.cpu_syn_images((28, 28, 1)) == 65 and plan.cpu_syn_images((8, 8, 1)) == 800
   # explicit values win; 0 = one chunk
