@@ -51,7 +51,7 @@ def run_jax(method, ipc, mode, args) -> dict:
 
 
 def run_torch(method, ipc, args, threads, tuned=True) -> dict:
-  cmd = [sys.executable, str(TORCH_SCRIPT), "--method", method, "--ipc", str(ipc),
+  cmd = [sys.executable, str(args.torch_ref), "--method", method, "--ipc", str(ipc),
          "--iters", str(args.iters), "--threads", str(threads), "--device", args.device]
   env = dict(os.environ)
   if tuned:
@@ -75,6 +75,8 @@ def main(argv=None):
                        "ratio_vs_best_threads compares with the fastest (on a shared "
                        "machine 2 threads on ~1 free core can lose to 1 thread)")
   ap.add_argument("--device", default="cpu")
+  ap.add_argument("--torch-ref", default=str(TORCH_SCRIPT),
+                  help="path of torch_reference_step.py")
   ap.add_argument("--peak-n", type=int, default=4096)
   ap.add_argument("--set", action="append", default=[], help="passed to jaxcond.bench")
   ap.add_argument("--jsonl", default=None)

@@ -213,6 +213,7 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxcond import benchlib, data, parallel, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond import plan as plan_lib  # pylint: disable=g-import-not-at-top
   from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
 
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
@@ -220,14 +221,18 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
   s = configs.step_settings(config, info)
   if settings_override:
     s = dataclasses.replace(s, **settings_override)
-  model = steps.make_model(s)
   mesh = parallel.make_mesh(num_devices or config.num_devices or None)
   c_pad = parallel.padded_num_classes(s.num_classes, mesh)
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
+  depth = (per_class or fake_per_class(s, config.synthetic.init)) if fake_data else \
+      int(info.max_per_class or fake_per_class(s, config.synthetic.init))
+  # The chunks from the memory budget; the plan compiles the step from shapes, and with fake
+  # data (the same shardings) its executable is the one timed below.
+  planned = plan_lib.make_plan(config, s, mesh, depth=depth, log=log)
+  s = planned.settings
 
   t0 = time.perf_counter()
   if fake_data:
-    depth = per_class or fake_per_class(s, config.synthetic.init)
     bank = fake_bank(s.num_classes, c_pad, depth, s.image_shape, mesh)
   else:
     if settings_override:
@@ -239,18 +244,17 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
   t_data = time.perf_counter() - t0
 
   syn_sharding = sharding(5)
-  state_shardings = {"syn": syn_sharding,
-                     "opt": jax.tree.map(lambda _: syn_sharding,
-                                         steps.optimizer(s).init(jnp.zeros((1,))))}
+  state_shardings = plan_lib.state_shardings(s, mesh)
   init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
                     out_shardings=syn_sharding)
   state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(
       init_fn(bank))
 
-  bank_step = steps.make_bank_step(s, data.sample_real, sharding, model)
-  jitted = jax.jit(bank_step, donate_argnums=(0,),
-                   out_shardings=(state_shardings, parallel.replicated(mesh)))
-  compiled, cstats = benchlib.compile_stats(jitted, state, bank, jnp.int32(0))
+  if fake_data and bank.images.shape[1] == depth:
+    compiled, cstats = planned.stats["compiled"], planned.stats
+  else:
+    compiled, cstats = benchlib.compile_stats(plan_lib.build_step(s, mesh), state, bank,
+                                              jnp.int32(0))
   log(f"  compiled in {cstats['compile_s']:.1f}s; timing {repeats} steps "
       f"after {max(1, warmup)} warm-up")
 
@@ -287,6 +291,8 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
       "temp_bytes": cstats.get("temp_size_in_bytes"),
       "argument_bytes": cstats.get("argument_size_in_bytes"),
       "cpu_s_per_step": t["cpu_s_per_step"], "other_procs_cores": t["other_procs_cores"],
+      "plan": planned.summary(), "real_chunk": s.real_chunk, "real_cpg": s.real_cpg,
+      "syn_cpg": s.syn_cpg,
       "loss_first": float(first["loss"]),
   }
   return out

@@ -128,6 +128,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxcond import checkpoint, parallel, report, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond import plan as plan_lib  # pylint: disable=g-import-not-at-top
   from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
 
   if not workdir:
@@ -147,6 +148,12 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   c_pad = parallel.padded_num_classes(num_classes, mesh)
   local_ids = parallel.local_classes(num_classes, mesh)
   printer = report.Printer(quiet=config.quiet, enabled=is_main, stream=log)
+  # Chunk sizes from the memory budget, checked by compiling the step from shapes only:
+  # a config that cannot fit fails here, before any data is read (jaxcond.plan).
+  planned = plan_lib.make_plan(
+      config, s, mesh, depth=int(info.max_per_class or 2 * max(s.batch_real, s.ipc * s.factor ** 2)),
+      streaming=bool(config.dataset.streaming), log=printer)
+  s = planned.settings
 
   t_start = time.perf_counter()
   data = _data()
@@ -181,9 +188,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   syn_sharding = sharding(5)
-  state_shardings = {"syn": syn_sharding,
-                     "opt": jax.tree.map(lambda _: syn_sharding,
-                                         steps.optimizer(s).init(jnp.zeros((1,))))}
+  state_shardings = plan_lib.state_shardings(s, mesh)
   ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=config.keep_checkpoints)
   stream = None
   try:
@@ -229,14 +234,12 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       _write_config_json(paths["config"], config, info, mesh, start, t_data,
                          identity=identity)
 
-    out_shardings = (state_shardings, parallel.replicated(mesh))
     if start < config.steps:   # the first compile is a silent minute on small CPUs
       printer(f"compiling the {s.method} step ({num_classes} classes, data loaded in "
               f"{t_data:.1f}s) ...")
     t0 = time.perf_counter()
     if bank is not None:
-      jitted = jax.jit(steps.make_bank_step(s, data.sample_real, sharding, model),
-                       donate_argnums=(0,), out_shardings=out_shardings)
+      jitted = plan_lib.build_step(s, mesh, model=model)
       compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
           if start < config.steps else None
       advance = lambda state, step: compiled(state, bank, jnp.int32(step))
@@ -245,8 +248,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                                 sharding=sharding5, start_step=start,
                                 num_steps=max(config.steps - start, 1))
       stream_ids = stream.device_fields()[1]
-      jitted = jax.jit(steps.make_step(s, sharding, model), donate_argnums=(0,),
-                       out_shardings=out_shardings)
+      jitted = plan_lib.build_step(s, mesh, streaming=True, model=model)
       real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
                                        jnp.uint8, sharding=sharding5)
       compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
@@ -531,12 +533,25 @@ PROGRAM = cli.Program(
         cli.flag("num_processes", "processes in a multi-process run", type=int),
         cli.flag("process_id", "this process's index", type=int),
         cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
-    ))
+        cli.flag("plan", "print the memory plan from shapes only (no data is read, no "
+                 "--workdir needed) and exit; the last line is JSON (jaxcond.plan)",
+                 action="store_true"),
+        cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices "
+                 "here; 0 = the devices present)", type=int, default=0),
+    ),
+    workdir="optional")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.condense`; exit status 0 done, 2 bad input, 1 diverged (cli)."""
   def go(a: cli.Args):
+    if a.flags.plan:
+      from jaxcond import plan  # pylint: disable=g-import-not-at-top
+      plan.setup_fake_devices(a.flags.devices)
+      print(json.dumps(plan.run_plan(a.config, a.flags.devices or 0)), flush=True)
+      return
+    if not a.workdir:
+      raise ConfigError("--workdir: required (the output folder; only --plan runs without)")
     from jaxcond import parallel  # pylint: disable=g-import-not-at-top
     f = a.flags
     ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None

@@ -85,8 +85,11 @@ class StepSettings:
   style_mode: str = "batchavg"
   style_tap: str = "norm"
   icd_k: int = 0                   # 0 = objectives.icd_k(ipc)
-  real_chunk: int = 0              # real images per class per lax.map iteration (0 = all)
-  syn_chunk: int = 0               # synthetic images per gradient group (0 = one group)
+  # Memory / speed layout, chosen by `jaxcond.plan` (never changes the maths):
+  real_chunk: int = 0              # real images per class per scan iteration (0 = all)
+  real_cpg: int = 0                # classes per device per real iteration (0 = all local)
+  syn_cpg: int = 0                 # classes per device per synthetic gradient group (0 = all)
+  syn_unroll: bool = False         # unroll the group scan (CPU speed preference, few groups)
 
   @property
   def syn_per_class(self) -> int:
@@ -233,28 +236,130 @@ def random_net_variables(model, step, s: StepSettings):
   return nets.init_variables(model, key, s.image_shape)
 
 
+# ------------------------------------------------------------------------------ class groups
+#
+# The class axis C is sharded over `shards` devices (jaxcond.parallel): device d holds the
+# contiguous block [d·L, (d+1)·L). A loop over class groups must keep every device busy on
+# its own classes, so a group takes `cpg` classes from EVERY device's block:
+#   [C, ...] -> [shards, L, ...] -> (pad L to G·cpg) -> [shards, G, cpg, ...]
+#            -> [G, shards·cpg, ...]   (the loop axis first; axis 1 stays class-sharded)
+# Every reshape/transpose moves only unsharded axes, so no data crosses devices. Padding
+# slots get class id −1 and are masked like the parallel padding. Per-class keys fold the
+# global class id (rng.class_keys), so the grouping changes no value, only float rounding
+# of the sums.
+
+def _shards(sharding_fn) -> int:
+  return 1 if sharding_fn is None else int(sharding_fn(1).mesh.size)
+
+
+def _group_constrain(x, sharding_fn):
+  """Constrains a group-layout array [G, shards·cpg, ...] to be sharded on axis 1."""
+  if sharding_fn is None:
+    return x
+  base = sharding_fn(x.ndim - 1)
+  spec = jax.sharding.PartitionSpec(None, *base.spec)
+  return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(base.mesh, spec))
+
+
+def num_groups(local: int, cpg: int) -> int:
+  """Groups per device for `local` classes per device in groups of `cpg` (0 = all)."""
+  return 1 if cpg <= 0 or cpg >= local else -(-local // cpg)
+
+
+def to_groups(x, shards: int, cpg: int, sharding_fn=None, fill=0):
+  """[C, ...] -> [G, shards·cpg, ...] (see above); `cpg` ≥ 1."""
+  local = x.shape[0] // shards
+  g = num_groups(local, cpg)
+  cpg = min(cpg, local)
+  x = x.reshape((shards, local) + x.shape[1:])
+  if g * cpg > local:
+    pad = [(0, 0), (0, g * cpg - local)] + [(0, 0)] * (x.ndim - 2)
+    x = jnp.pad(x, pad, constant_values=fill)
+  x = jnp.swapaxes(x.reshape((shards, g, cpg) + x.shape[2:]), 0, 1)
+  return _group_constrain(x.reshape((g, shards * cpg) + x.shape[3:]), sharding_fn)
+
+
+def from_groups(y, shards: int, local: int, sharding_fn=None):
+  """[G, shards·cpg, ...] -> [shards·local, ...] (inverse of `to_groups`, drops padding)."""
+  g, width = y.shape[:2]
+  cpg = width // shards
+  y = jnp.swapaxes(y.reshape((g, shards, cpg) + y.shape[2:]), 0, 1)
+  y = y.reshape((shards, g * cpg) + y.shape[3:])[:, :local]
+  return _constrain(y.reshape((shards * local,) + y.shape[2:]), sharding_fn)
+
+
+def reduces_real_taps(s: StepSettings) -> bool:
+  """DDM's batchavg moments (cm off) need only the batch-mean tap map of the real side:
+  the real taps are then streamed into `[C, 1, h, w, c]` means instead of being kept."""
+  return s.uses_taps and s.style_mode == "batchavg" and s.cm_weight == 0
+
+
 def real_features(model, variables, real_u8, class_ids, step, s: StepSettings,
                   sharding_fn=None):
-  """Augmented real features (no gradient): feats [C, B, d], taps or None."""
-  aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(class_ids))
+  """Augmented real features (no gradient): feats [C, B, d], taps or None.
 
-  def features(u8):
-    real = _constrain(normalize_real(u8, s), sharding_fn)
-    return _embed(model, variables, _augment(real, aug_keys, s), s, sharding_fn)
-
+  Streamed in chunks of `real_cpg` classes (per device) × `real_chunk` images per class
+  through `lax.scan`, so the peak activation memory is one chunk's whatever the class
+  count (and on CPU ~160-image convolutions are faster than one 2560-image batch,
+  docs/benchmarks.md). The siamese DSA transform depends only on the class key and the
+  norms are per sample, so chunking changes no feature. With `reduces_real_taps` the taps
+  come back as batch means [C, 1, h, w, c] (summed chunk by chunk).
+  """
   c, b = real_u8.shape[:2]
-  k = s.real_chunk
-  if not k or k >= b:
-    feats, taps = features(real_u8)
+  shards = _shards(sharding_fn)
+  local = c // shards
+  k = s.real_chunk if 0 < s.real_chunk < b else b
+  if b % k:
+    raise ValueError(f"real_chunk {k} does not divide batch_real {b}")
+  cpg = s.real_cpg if 0 < s.real_cpg < local else local
+  reduce = reduces_real_taps(s)
+
+  def chunk_features(u8, ids):            # [Cg, k, ...] -> feats [Cg, k, d], taps
+    aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(ids))
+    real = _constrain(normalize_real(u8, s), sharding_fn)
+    feats, taps = _embed(model, variables, _augment(real, aug_keys, s), s, sharding_fn)
+    if reduce:
+      taps = [_constrain(jnp.mean(t, axis=1, keepdims=True), sharding_fn) for t in taps]
+    return feats, taps
+
+  if k == b and cpg == local:
+    feats, taps = chunk_features(real_u8, class_ids)
+    return jax.lax.stop_gradient((feats, taps))
+
+  n_chunks = b // k
+
+  def group_features(u8, ids):            # one class group: [Cg, b, ...]
+    if n_chunks == 1:
+      return chunk_features(u8, ids)
+    cg = u8.shape[0]
+    chunks = jnp.swapaxes(u8.reshape((cg, n_chunks, k) + u8.shape[2:]), 0, 1)
+
+    def body(tap_sum, chunk):
+      feats, taps = chunk_features(chunk, ids)
+      if reduce:
+        return [a + t / n_chunks for a, t in zip(tap_sum, taps)], (feats, None)
+      return tap_sum, (feats, taps)
+
+    tap_sum = None
+    if reduce:
+      shapes = jax.eval_shape(chunk_features, chunks[0], ids)[1]
+      tap_sum = [jnp.zeros(t.shape, t.dtype) for t in shapes]
+    tap_sum, (feats, taps) = jax.lax.scan(body, tap_sum, chunks)
+    unchunk = lambda t: _constrain(
+        jnp.swapaxes(t, 0, 1).reshape((cg, b) + t.shape[3:]), sharding_fn)
+    feats = unchunk(feats)
+    taps = tap_sum if reduce else (None if taps is None else [unchunk(t) for t in taps])
+    return feats, taps
+
+  if cpg == local:
+    feats, taps = group_features(real_u8, class_ids)
   else:
-    # Chunks of k images per class through lax.map: the same features (siamese DSA does
-    # not depend on the batch, norms are per sample), but XLA:CPU runs the convolutions
-    # of ~160-image batches markedly faster than one 2560-image batch (docs/benchmarks.md).
-    chunks = jnp.swapaxes(real_u8.reshape((c, b // k, k) + real_u8.shape[2:]), 0, 1)
-    feats, taps = jax.lax.map(features, chunks)
-    unchunk = lambda t: jnp.swapaxes(t, 0, 1).reshape((c, b) + t.shape[3:])
-    feats = _constrain(unchunk(feats), sharding_fn)
-    taps = None if taps is None else [_constrain(unchunk(t), sharding_fn) for t in taps]
+    u8_g = to_groups(real_u8, shards, cpg, sharding_fn)
+    ids_g = to_groups(class_ids, shards, cpg, sharding_fn, fill=-1)
+    feats, taps = jax.lax.map(lambda a: group_features(*a), (u8_g, ids_g))
+    back = lambda t: from_groups(t, shards, local, sharding_fn)
+    feats = back(feats)
+    taps = None if taps is None else [back(t) for t in taps]
   return jax.lax.stop_gradient((feats, taps))
 
 
@@ -266,21 +371,6 @@ def class_losses(model, variables, syn, real_feats, real_taps, class_ids, step,
   x = _augment(x, aug_keys, s)
   syn_feats, syn_taps = _embed(model, variables, x, s, sharding_fn)
   return _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s)
-
-
-MAX_SYN_GROUPS = 32   # unrolled in the program: bounds compile time at many classes
-
-
-def classes_per_group(num_slots: int, syn_per_class: int, syn_chunk: int) -> int:
-  """Classes per synthetic gradient group: whole classes, about `syn_chunk` images, a
-  divisor of the (padded) class count, at most MAX_SYN_GROUPS groups."""
-  if syn_chunk <= 0:
-    return num_slots
-  want = max(1, syn_chunk // max(1, syn_per_class))
-  lo = -(-num_slots // MAX_SYN_GROUPS)
-  divisors = [d for d in range(1, num_slots + 1) if num_slots % d == 0]
-  fits = [d for d in divisors if lo <= d <= max(want, lo)]
-  return max(fits) if fits else min(d for d in divisors if d >= lo)
 
 
 def _masked_sum(per_class, valid):
@@ -316,32 +406,42 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
     real_feats, real_taps = real_features(model, variables, real_u8, class_ids, step, s,
                                           sharding_fn)
 
-    def group_loss(syn, sl):
-      taps = None if real_taps is None else [t[sl] for t in real_taps]
-      per_class_total, terms = class_losses(model, variables, syn, real_feats[sl], taps,
-                                            class_ids[sl], step, s, sharding_fn)
-      sums = {k: _masked_sum(v, valid[sl]) for k, v in terms.items()}
-      return _masked_sum(per_class_total, valid[sl]), sums
+    def group_loss(syn, feats, taps, ids):
+      per_class_total, terms = class_losses(model, variables, syn, feats, taps, ids, step,
+                                            s, sharding_fn)
+      ok = ids >= 0
+      sums = {k: _masked_sum(v, ok) for k, v in terms.items()}
+      return _masked_sum(per_class_total, ok), sums
+
+    vg = jax.value_and_grad(group_loss, has_aux=True)
 
     def loss_and_grad(syn):
       # The objective is a sum of per-class terms and each class's term sees only its own
-      # synthetic images, so the gradient can be taken group by group: the same values,
-      # but XLA:CPU runs the forward/backward of ~50-image groups faster than one large
-      # batch (docs/benchmarks.md). The groups are unrolled: a lax.map was slower.
+      # synthetic images, so the gradient is taken class group by class group in a
+      # lax.scan: peak memory is one group's forward/backward whatever the class count,
+      # and compile time does not grow with the number of groups. The same values (float
+      # rounding of the sums aside). `syn_unroll` (CPU preference, few groups) unrolls it:
+      # XLA:CPU ran unrolled ~50-image groups faster than one large batch or a loop
+      # (docs/benchmarks.md).
       c = syn.shape[0]
-      cpg = classes_per_group(c, s.syn_per_class, s.syn_chunk)
-      vg = jax.value_and_grad(group_loss, has_aux=True)
-      if cpg >= c:
-        return vg(syn, slice(None))
-      losses, sums, grads = [], [], []
-      for start in range(0, c, cpg):
-        sl = slice(start, start + cpg)
-        (loss_g, sums_g), grad_g = vg(syn[sl], sl)
-        losses.append(loss_g)
-        sums.append(sums_g)
-        grads.append(grad_g)
-      total_sums = jax.tree.map(lambda *v: sum(v), *sums)
-      return (sum(losses), total_sums), _constrain(jnp.concatenate(grads), sharding_fn)
+      shards = _shards(sharding_fn)
+      local = c // shards
+      if num_groups(local, s.syn_cpg) == 1:
+        return vg(syn, real_feats, real_taps, class_ids)
+      grp = lambda a, fill=0: to_groups(a, shards, s.syn_cpg, sharding_fn, fill)
+      xs = (grp(syn), grp(real_feats), None if real_taps is None else [grp(t) for t in real_taps],
+            grp(class_ids, -1))
+
+      def body(carry, x):
+        (loss_g, sums_g), grad_g = vg(*x)
+        loss, sums = carry
+        return (loss + loss_g, jax.tree.map(jnp.add, sums, sums_g)), grad_g
+
+      shapes = jax.eval_shape(lambda x: vg(*x)[0], jax.tree.map(lambda a: a[0], xs))
+      zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+      g = xs[0].shape[0]
+      (loss, sums), grads = jax.lax.scan(body, zero, xs, unroll=g if s.syn_unroll else 1)
+      return (loss, sums), from_groups(grads, shards, local, sharding_fn)
 
     bshape = (-1,) + (1,) * (syn0.ndim - 1)
     vmask = valid.reshape(bshape)

@@ -311,42 +311,6 @@ def test_huge_lr_diverges(tmp_path):
     condense.run(c, str(tmp_path))
 
 
-def _m3d_setup(step_mode="per_class", num_classes=4):
-  s = steps.StepSettings(
-      method="m3d", seed=1, num_classes=num_classes, image_shape=(8, 8, 1), mean=(0.3,),
-      std=(0.4,), ipc=2, batch_real=6, model_name="convnetd2", model_overrides=(("width", 8),),
-      factor=2, space="unit", lr=20.0, momentum=0.5, batch_syn_max=6, aug_policy="idc",
-      aug_strategy="color_crop_cutout", ipm=2, step_mode=step_mode)
-  r = np.random.default_rng(0)
-  images = r.integers(0, 256, (num_classes * 10, 8, 8, 1), dtype=np.uint8)
-  labels = np.repeat(np.arange(num_classes), 10).astype(np.int32)
-  bank = bank_lib.build_bank(images, labels, num_classes)
-  syn = jax.jit(steps.init_synthetic(s, "mix", bank_lib.sample_real))(bank)
-  return s, bank, steps.init_state(s, syn)
-
-
-def test_m3d_per_class_closed_form_equals_sequential_scan():
-  s, bank, state = _m3d_setup()
-  closed = jax.jit(steps.make_bank_step(s, bank_lib.sample_real))
-  seq = jax.jit(steps.m3d_sequential_step(s))
-  a, b = state, state
-  for i in range(3):
-    real = bank_lib.sample_real(bank, steps.rng.step_key(s.seed, i, steps.rng.REAL), s.batch_real)
-    a, _ = closed(a, bank, jnp.int32(i))
-    b = seq(b, real, bank.class_ids, jnp.int32(i))
-    np.testing.assert_allclose(a["syn"], b["syn"], rtol=1e-4, atol=1e-4)   # lr 20 x float noise
-    np.testing.assert_allclose(steps._momentum_buffer(a["opt"]),
-                               steps._momentum_buffer(b["opt"]), rtol=1e-4, atol=1e-5)
-  assert np.abs(np.asarray(a["syn"]) - np.asarray(state["syn"])).max() > 1e-2
-  # The joint mode (one step on the summed loss) is a different algorithm.
-  sj, _, _ = _m3d_setup("joint")
-  joint = jax.jit(steps.make_bank_step(sj, bank_lib.sample_real))
-  c = state
-  for i in range(3):
-    c, _ = joint(c, bank, jnp.int32(i))
-  assert np.abs(np.asarray(c["syn"]) - np.asarray(a["syn"])).max() > 1e-4
-
-
 # --------------------------------------------------------------------------- resume
 
 def _x(path):

@@ -186,33 +186,6 @@ def test_step_settings_are_plain():
                                                                        5, 40)
 
 
-@pytest.mark.parametrize("field,auto,explicit", [
-    ("real_chunk", 16, 32),                      # auto on CPU: 160 real images per iteration
-    ("syn_chunk", configs.SYN_CHUNK_CPU, 20),    # auto on CPU: 50 images of 32x32 per group
-])
-def test_chunk_resolution(field, auto, explicit):
-  from jaxcond.data import registry
-  info = registry.get_info("cifar10")
-  c = configs.make_config("cifar10", "method=dm,ipc=10")
-  assert getattr(configs.step_settings(c, info), field) == auto
-  c[field] = 0
-  assert getattr(configs.step_settings(c, info), field) == 0
-  c[field] = explicit
-  assert getattr(configs.step_settings(c, info), field) == explicit
-  c.model.name = "convnet_bn"                                  # batch statistics: no chunks
-  message = one_line_error(configs.validate, c)
-  assert field in message and "batch-norm" in message
-  c[field] = -1
-  assert getattr(configs.step_settings(c, info), field) == 0
-
-
-def test_syn_chunk_auto_scales_with_image_area():
-  from jaxcond.data import registry
-  mnist = registry.get_info("mnist")                        # 28x28: same area per group
-  assert configs.step_settings(configs.make_config("mnist", "method=dm,ipc=10"),
-                               mnist).syn_chunk == 65
-
-
 def test_eval_protocol_defaults_have_one_home():
   """The idc batch (64) and every other protocol default come from one table, and the
   config's eval block and EvalSettings.for_protocol agree on it."""

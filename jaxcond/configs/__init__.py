@@ -26,9 +26,8 @@ from jaxcond.configs.schema import (ESTIMATORS, INITS, KERNELS, NON_TRAJECTORY_F
                                     SPACES, STEP_MODES, STYLE_MODES, STYLE_TAPS,
                                     base_config, config_hash, differing_fields, flat,
                                     set_field, to_jsonable, trajectory_dict)
-from jaxcond.configs.settings import (SYN_CHUNK_CPU, DataSettings, RunSettings,
-                                      model_overrides, resolve_real_chunk,
-                                      resolve_syn_chunk, step_settings)
+from jaxcond.configs.settings import (DataSettings, RunSettings, model_overrides,
+                                      step_settings)
 from jaxcond.configs.validate import (uses_batch_norm, validate, validate_counts,
                                       validate_shapes, validate_static)
 

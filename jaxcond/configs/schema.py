@@ -33,7 +33,8 @@ STYLE_TAPS = ("norm", "conv")
 # chunk sizes and the device count change only float rounding).
 NON_TRAJECTORY_FIELDS = (
     "steps", "checkpoint_every", "keep_checkpoints", "log_every", "quiet", "num_devices",
-    "real_chunk", "syn_chunk", "image_every", "dataset.source", "dataset.path", "eval",
+    "real_chunk", "syn_chunk", "memory_budget_gb", "image_every", "dataset.source",
+    "dataset.path", "eval",
 )
 
 
@@ -73,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.syn_chunk = -1               # synthetic images per gradient group; 0 = one, -1 = auto
   c.log_every = 100              # steps between log lines
   c.num_devices = 0              # 0 = all devices
+  c.memory_budget_gb = 0.0       # per device, GiB; 0 = the device's own limit (jaxcond.plan)
   c.quiet = False                # no progress lines
 
   c.synthetic = ml_collections.ConfigDict()

@@ -108,45 +108,4 @@ def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
       style_mode=c.ddm.style_mode.lower(),
       style_tap=c.ddm.style_tap.lower(),
       icd_k=int(c.ddm.k),
-      real_chunk=resolve_real_chunk(c, info),
-      syn_chunk=resolve_syn_chunk(c, info),
-  )
-
-
-# ---------------------------------------------------------------------------------------
-# Chunk resolution (CPU speed knobs). MOVING to the memory planner (issue 13, `plan.py`):
-# delete this section at that merge and import the planner's versions in `step_settings`.
-
-def _resolve_chunk(c: ml_collections.ConfigDict, field: str, auto_on_cpu) -> int:
-  """A CPU speed knob: 0 = off, > 0 as given, -1 = `auto_on_cpu()` on CPU and off on
-  accelerators. Batch-norm nets always get 0: their statistics span the whole batch."""
-  k = int(c[field])
-  if k == 0 or uses_batch_norm(c):
-    return 0
-  if k > 0:
-    return k
-  from jaxcond import backend  # pylint: disable=g-import-not-at-top
-  return auto_on_cpu() if backend.is_cpu() else 0
-
-
-def resolve_real_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`real_chunk` auto: about 160 real images per lax.map iteration on CPU (fastest of those
-  measured, docs/benchmarks.md)."""
-  def auto():
-    b = int(c.batch_real)
-    target = max(1, 160 // max(1, int(info.num_classes)))
-    return max(d for d in range(1, min(target, b) + 1) if b % d == 0)
-  return _resolve_chunk(c, "real_chunk", auto)
-
-
-SYN_CHUNK_CPU = 50   # images per group at 32x32, scaled by the image area
-
-
-def resolve_syn_chunk(c: ml_collections.ConfigDict, info) -> int:
-  """`syn_chunk` auto: gradient groups of about 50 synthetic 32×32 images on CPU (as many
-  images of the same total area at other sizes; whole classes, `steps.classes_per_group`),
-  measured faster than one large batch (docs/benchmarks.md): the gain is the activations
-  fitting the cache, so small images need no groups."""
-  h, w = (int(v) for v in info.image_shape[:2])
-  return _resolve_chunk(c, "syn_chunk",
-                        lambda: max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w))))
+  )   # chunk sizes (real_chunk, real_cpg, syn_cpg): chosen by jaxcond.plan

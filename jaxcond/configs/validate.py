@@ -48,6 +48,7 @@ def validate_static(c: ml_collections.ConfigDict) -> None:
   check_int("batch_real", c.batch_real, lo=1)
   check_int("log_every", c.log_every, lo=1)
   check_int("num_devices", c.num_devices, lo=0)
+  check_float("memory_budget_gb", c.memory_budget_gb, lo=0.0)
   check_bool("quiet", c.quiet)
   _check_dataset(c.dataset)
 

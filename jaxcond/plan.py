@@ -1,0 +1,450 @@
+"""The memory plan of the condensation step: chunk sizes from a budget, checked by XLA.
+
+The step (jaxcond.steps) streams the real side in chunks (`real_cpg` classes per device ×
+`real_chunk` images per class per scan iteration) and takes the synthetic gradient class
+group by class group (`syn_cpg` classes per device per group). None of this changes the
+maths; it bounds the activation memory. This module chooses those sizes:
+
+1. a preference: on CPU the speed choices measured on a 2-core machine (~160 real images
+   per iteration, ~50 synthetic 32×32 images per group, unrolled when there are few groups;
+   docs/benchmarks.md); on accelerators one chunk (largest batches); explicit config values
+   (`real_chunk` / `syn_chunk` > 0, or 0 = off) win over both;
+2. the budget: `memory_budget_gb` per device, or (0) the device's own limit
+   (`memory_stats()["bytes_limit"]` on GPU/TPU, host memory / local devices on CPU);
+3. the check: the step is compiled from shapes only (`jax.ShapeDtypeStruct`, so no data is
+   needed) and its `memory_analysis()` gives arguments + outputs + temporaries per device.
+   If the preference does not fit, the per-image activation bytes of the real forward and
+   of the synthetic forward+backward are measured on two tiny compiles each, the largest
+   chunks that fit are taken, and one more compile verifies them (shrinking if not).
+
+`make_plan` returns the settings with the chunks filled in and a report (`Plan.lines()`:
+one block per device; `Plan.summary()`: the JSON of `--plan`). When nothing fits it raises
+ConfigError with one line saying what to change. `build_step` is the one jitted sharded step
+that `jaxcond.condense`, `jaxcond.bench` and `--plan` all use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+from typing import Any, Callable
+
+from jaxcond.errors import ConfigError
+
+GIB = 2 ** 30
+CPU_REAL_IMAGES = 160     # real images per device per scan iteration (CPU preference)
+SYN_CHUNK_CPU = 50        # synthetic 32×32 images per gradient group (CPU preference)
+CPU_MAX_UNROLL = 32       # CPU: unroll the group scan up to this many groups
+SAFETY = 0.85             # plan to this fraction of the budget (allocator slack)
+
+
+def _platform() -> str:
+  """The policy whose preferences apply: 'cpu' or 'accelerator' (`jaxcond.backend`, where
+  `backend.force(...)` or `JAXCOND_BACKEND_POLICY` override it, e.g. for tests)."""
+  from jaxcond import backend  # pylint: disable=g-import-not-at-top
+  return backend.policy()
+
+
+def budget_bytes(config, policy: str | None = None) -> int:
+  """Per-device memory budget: `memory_budget_gb` GiB, else the device's limit."""
+  gb = float(config.memory_budget_gb)
+  if gb > 0:
+    return int(gb * GIB)
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxcond import backend  # pylint: disable=g-import-not-at-top
+  dev = jax.local_devices()[0]
+  limit = backend.device_memory_bytes(dev) or 16 * GIB
+  if dev.platform == "cpu":     # the (fake) CPU devices share the host's memory
+    limit //= max(1, jax.local_device_count())
+  return int(limit)
+
+
+# ------------------------------------------------------------------------------ preferences
+
+def cpu_real_chunk(batch_real: int, local_classes: int, images: int = CPU_REAL_IMAGES) -> int:
+  """Real images per class per iteration so one iteration holds about `images` images
+  (a divisor of batch_real): the CPU speed choice (docs/benchmarks.md)."""
+  target = max(1, images // max(1, local_classes))
+  return max(d for d in range(1, min(target, batch_real) + 1) if batch_real % d == 0)
+
+
+def cpu_syn_images(image_shape) -> int:
+  """Synthetic images per group on CPU: ~50 of 32×32, as many of the same total area at
+  other sizes (the gain is the activations fitting the cache, so tiny images take one)."""
+  h, w = int(image_shape[0]), int(image_shape[1])
+  return max(1, round(SYN_CHUNK_CPU * 32 * 32 / (h * w)))
+
+
+def real_layout(images: int, batch_real: int, local: int) -> tuple[int, int]:
+  """(real_chunk, real_cpg) for about `images` real images per device per iteration."""
+  if images >= local * batch_real:
+    return 0, 0
+  if images >= local:
+    return cpu_real_chunk(batch_real, local, images), 0
+  k = max(d for d in range(1, min(images, batch_real) + 1) if batch_real % d == 0)
+  return k, max(1, images // k)
+
+
+def real_images(s, local: int) -> int:
+  k = s.real_chunk or s.batch_real
+  return (s.real_cpg or local) * k
+
+
+def syn_images(s, local: int) -> int:
+  return (s.syn_cpg or local) * s.syn_per_class
+
+
+def with_layout(s, local: int, real: int, syn: int, policy: str):
+  """Settings with the chunks for about `real` / `syn` images per device per iteration."""
+  from jaxcond import steps  # pylint: disable=g-import-not-at-top
+  k, rcpg = real_layout(real, s.batch_real, local)
+  scpg = max(1, syn // max(1, s.syn_per_class))
+  scpg = 0 if scpg >= local else scpg
+  groups = steps.num_groups(local, scpg)
+  unroll = policy == "cpu" and 1 < groups <= CPU_MAX_UNROLL
+  return dataclasses.replace(s, real_chunk=k, real_cpg=rcpg, syn_cpg=scpg, syn_unroll=unroll)
+
+
+def preferred(config, s, local: int, policy: str) -> tuple[int, int, bool, bool]:
+  """(real images, synthetic images, real fixed?, synthetic fixed?) per device per
+  iteration before the budget: explicit config values, else the policy's preference."""
+  full_real, full_syn = local * s.batch_real, local * s.syn_per_class
+  rc, sc = int(config.real_chunk), int(config.syn_chunk)
+  if rc == 0:
+    real, real_fixed = full_real, True
+  elif rc > 0:
+    real, real_fixed = local * rc, True
+  else:
+    real, real_fixed = (CPU_REAL_IMAGES if policy == "cpu" else full_real), False
+    if policy == "cpu":
+      real = local * cpu_real_chunk(s.batch_real, local)
+  if sc == 0:
+    syn, syn_fixed = full_syn, True
+  elif sc > 0:
+    syn, syn_fixed = sc, True
+  else:
+    syn, syn_fixed = (cpu_syn_images(s.image_shape) if policy == "cpu" else full_syn), False
+  return min(real, full_real), min(max(syn, s.syn_per_class), full_syn), real_fixed, syn_fixed
+
+
+# ------------------------------------------------------------------------------ the step
+
+def state_shardings(s, mesh):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
+  syn = parallel.class_sharding(mesh, 5)
+  return {"syn": syn,
+          "opt": jax.tree.map(lambda _: syn, steps.optimizer(s).init(jnp.zeros((1,))))}
+
+
+def build_step(s, mesh, *, streaming: bool = False, model=None):
+  """The jitted, sharded condensation step that condense, bench and `--plan` run.
+
+  Bank mode: `fn(state, bank, step)` samples the real batch from the class bank inside the
+  jit; streaming: `fn(state, real_u8, class_ids, step)`. State donated, outputs sharded.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxcond import data, parallel, steps  # pylint: disable=g-import-not-at-top
+  sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
+  out = (state_shardings(s, mesh), parallel.replicated(mesh))
+  if streaming:
+    fn = steps.make_step(s, sharding, model)
+  else:
+    fn = steps.make_bank_step(s, data.sample_real, sharding, model)
+  return jax.jit(fn, donate_argnums=(0,), out_shardings=out)
+
+
+def abstract_args(s, mesh, *, depth: int, streaming: bool = False) -> tuple:
+  """ShapeDtypeStructs (with shardings) of the step's arguments: no data needed."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
+  from jaxcond.data import ClassBank  # pylint: disable=g-import-not-at-top
+  c_pad = parallel.padded_num_classes(s.num_classes, mesh)
+  hwc = tuple(int(v) for v in s.image_shape)
+  shard = lambda nd: parallel.class_sharding(mesh, nd)
+  state = jax.eval_shape(lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + hwc)))
+  state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                       state, state_shardings(s, mesh))
+  ids = jax.ShapeDtypeStruct((c_pad,), jnp.int32, sharding=shard(1))
+  step = jax.ShapeDtypeStruct((), jnp.int32)
+  if streaming:
+    real = jax.ShapeDtypeStruct((c_pad, s.batch_real) + hwc, jnp.uint8, sharding=shard(5))
+    return state, real, ids, step
+  bank = ClassBank(images=jax.ShapeDtypeStruct((c_pad, depth) + hwc, jnp.uint8,
+                                               sharding=shard(5)),
+                   counts=ids, class_ids=ids)
+  return state, bank, step
+
+
+def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
+  """Compiles the step from shapes; memory per device and FLOPs from XLA."""
+  from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
+  jitted = build_step(s, mesh, streaming=streaming)
+  compiled, st = benchlib.compile_stats(jitted, *abstract_args(s, mesh, depth=depth,
+                                                                streaming=streaming))
+  st["per_device_bytes"] = (st.get("argument_size_in_bytes", 0)
+                            + st.get("output_size_in_bytes", 0)
+                            + st.get("temp_size_in_bytes", 0)
+                            - st.get("alias_size_in_bytes", 0))
+  st["compiled"] = compiled
+  return st
+
+
+def _piece_slopes(s) -> dict:
+  """Temporary bytes per real image (forward) and per synthetic image (forward + backward
+  to the pixels), from two tiny single-device compiles of each piece, and the per-class
+  sizes of what the real side keeps (features, tap means)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxcond import benchlib, steps  # pylint: disable=g-import-not-at-top
+  model = steps.make_model(s)
+  one = dataclasses.replace(s, real_chunk=0, real_cpg=0, syn_cpg=0, syn_unroll=False)
+  hwc = tuple(int(v) for v in s.image_shape)
+
+  def temp(fn, *args):
+    return benchlib.compile_stats(jax.jit(fn), *args)[1].get("temp_size_in_bytes", 0)
+
+  def real_fn(u8, ids):
+    v = steps.random_net_variables(model, 0, one)
+    return steps.real_features(model, v, u8, ids, 0, one)
+
+  def real_at(n):
+    return temp(real_fn, jax.ShapeDtypeStruct((n, 1) + hwc, jnp.uint8),
+                jax.ShapeDtypeStruct((n,), jnp.int32))
+
+  spc = s.syn_per_class
+  probe = jax.eval_shape(real_fn, jax.ShapeDtypeStruct((1, 1) + hwc, jnp.uint8),
+                         jax.ShapeDtypeStruct((1,), jnp.int32))
+  feat_dim = int(probe[0].shape[-1])
+  tap_elems = 0 if probe[1] is None else sum(
+      int(np.prod(t.shape[2:])) * (1 if steps.reduces_real_taps(s) else s.batch_real)
+      for t in probe[1])
+
+  def syn_fn(syn, feats, taps, ids):
+    def loss(x):
+      total, _ = steps.class_losses(model, steps.random_net_variables(model, 0, one), x,
+                                    feats, taps, ids, 0, one)
+      return jnp.sum(total)
+    return jax.grad(loss)(syn)
+
+  def syn_at(n):
+    feats = jax.ShapeDtypeStruct((n, s.batch_real, feat_dim), jnp.float32)
+    taps = None
+    if probe[1] is not None:
+      taps = [jax.ShapeDtypeStruct((n,) + t.shape[1:], t.dtype) for t in probe[1]]
+    return temp(syn_fn, jax.ShapeDtypeStruct((n, s.ipc) + hwc, jnp.float32), feats, taps,
+                jax.ShapeDtypeStruct((n,), jnp.int32))
+
+  return {"real": max(1.0, (real_at(16) - real_at(8)) / 8.0),
+          "syn": max(1.0, (syn_at(2) - syn_at(1)) / float(spc)),
+          "feat_dim": feat_dim, "tap_elems": tap_elems}
+
+
+# ------------------------------------------------------------------------------ the plan
+
+@dataclasses.dataclass
+class Plan:
+  settings: Any            # StepSettings with the chunks chosen
+  devices: int
+  local_classes: int
+  budget_bytes: int
+  stats: dict              # compile_stats of the chosen step
+  bank_bytes: int
+  state_bytes: int
+  fits: bool
+  policy: str
+  compile_s: float         # compile time of the chosen step
+  plan_s: float            # all compiles of the planning
+  compiles: int
+  note: str = ""
+
+  @property
+  def per_device_bytes(self) -> int:
+    return int(self.stats["per_device_bytes"])
+
+  def chunks_line(self) -> str:
+    from jaxcond import steps  # pylint: disable=g-import-not-at-top
+    s, local = self.settings, self.local_classes
+    k = s.real_chunk or s.batch_real
+    rcpg = s.real_cpg or local
+    r_iters = steps.num_groups(local, rcpg) * (s.batch_real // k)
+    g = steps.num_groups(local, s.syn_cpg)
+    return (f"real {rcpg} class(es) x {k} image(s) per iteration ({r_iters} iteration(s)); "
+            f"synthetic {s.syn_cpg or local} class(es) x {s.syn_per_class} image(s) per "
+            f"group ({g} group(s){', unrolled' if s.syn_unroll else ''})")
+
+  def lines(self) -> list[str]:
+    st = self.stats
+    gib = lambda b: f"{b / GIB:8.2f} GiB"
+    temp = st.get("temp_size_in_bytes", 0)
+    return [
+        f"memory plan, per device ({self.devices} device(s), {self.local_classes} class "
+        f"slot(s) each, {self.policy} policy):",
+        f"  bank shard             {gib(self.bank_bytes)}",
+        f"  synthetic + optimiser  {gib(self.state_bytes)}",
+        f"  step temporaries       {gib(temp)}",
+        f"  total                  {gib(self.per_device_bytes)} of {gib(self.budget_bytes)}"
+        f" budget: {'fits' if self.fits else 'DOES NOT FIT'}",
+        f"  chunks: {self.chunks_line()}",
+    ]
+
+  def flops(self) -> tuple[float | None, str]:
+    """FLOPs per step: XLA's count, or the ConvNet convolution count when that is > 10 %
+    larger (XLA counts a while-loop body once; the chunked step loops)."""
+    from jaxcond import bench  # pylint: disable=g-import-not-at-top
+    xla, model = self.stats.get("flops"), bench.convnet_flops(self.settings)
+    if model and (not xla or model > 1.1 * xla):
+      return model, "convnet_model"
+    return xla, "xla_cost_analysis"
+
+  def summary(self) -> dict:
+    s = self.settings
+    flops, source = self.flops()
+    return {"fits": bool(self.fits), "devices": self.devices,
+            "per_device_bytes": self.per_device_bytes, "budget_bytes": self.budget_bytes,
+            "flops_per_step": flops, "flops_source": source, "compile_s": self.compile_s,
+            "plan_s": self.plan_s, "compiles": self.compiles,
+            "temp_bytes": self.stats.get("temp_size_in_bytes"),
+            "argument_bytes": self.stats.get("argument_size_in_bytes"),
+            "bank_bytes": self.bank_bytes, "state_bytes": self.state_bytes,
+            "real_chunk": s.real_chunk, "real_cpg": s.real_cpg, "syn_cpg": s.syn_cpg,
+            "syn_unroll": s.syn_unroll, "local_classes": self.local_classes,
+            "policy": self.policy, "method": s.method, "ipc": s.ipc,
+            "num_classes": s.num_classes, "image_shape": list(s.image_shape),
+            "note": self.note}
+
+
+def _advice(s, config, devices) -> str:
+  return (f"reduce ipc ({s.ipc}) or batch_real ({s.batch_real}), lower "
+          f"dataset.resolution, use more devices (now {devices}), set "
+          f"dataset.streaming=True (no bank on the device), or raise memory_budget_gb")
+
+
+def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
+              policy: str | None = None, strict: bool = True,
+              log: Callable[[str], None] | None = None) -> Plan:
+  """Chooses the chunks of `s` for `mesh` under the budget (module docstring).
+
+  depth: bank depth (largest class; ignored when streaming). strict: raise ConfigError
+  when nothing fits (else return the smallest plan with fits=False, for `--plan`).
+  """
+  from jaxcond import configs, parallel  # pylint: disable=g-import-not-at-top
+  policy = policy or _platform()
+  t_all = time.perf_counter()
+  devices = mesh.size
+  c_pad = parallel.padded_num_classes(s.num_classes, mesh)
+  local = c_pad // devices
+  budget = budget_bytes(config)
+  target = int(SAFETY * budget)
+  hwc = 1
+  for v in s.image_shape:
+    hwc *= int(v)
+  bank_bytes = 0 if streaming else local * depth * hwc
+  n_opt = 1 if s.momentum > 0 else 0
+  state_bytes = local * s.ipc * hwc * 4 * (1 + n_opt)
+  bn = configs._uses_batch_norm(config)  # pylint: disable=protected-access
+  compiles = 0
+
+  def check(candidate):
+    nonlocal compiles
+    compiles += 1
+    st = compile_stats(candidate, mesh, depth=depth, streaming=streaming)
+    return st
+
+  real, syn, real_fixed, syn_fixed = preferred(config, s, local, policy)
+  if bn:   # batch statistics span the whole batch: no chunks (configs.validate refuses them)
+    real, syn, real_fixed, syn_fixed = local * s.batch_real, local * s.syn_per_class, True, True
+  cand = with_layout(s, local, real, syn, policy)
+  note = ""
+  sl = None
+
+  def fixed_bytes():
+    """What does not scale with the chunks: arguments (bank shard, state), the sampled real
+    batch, the real features and tap means, the gradient and the new state."""
+    return (bank_bytes + 3 * state_bytes + local * s.batch_real * hwc
+            + 4 * local * (s.batch_real * sl["feat_dim"] + sl["tap_elems"]))
+
+  if policy != "cpu" and not (real_fixed and syn_fixed):
+    # Accelerators: predict from the per-image slopes before compiling the big program.
+    sl = _piece_slopes(cand)
+    compiles += 4
+    room = target - fixed_bytes()
+    if room > 0:
+      real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
+      syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
+      cand = with_layout(s, local, real, syn, policy)
+  st = check(cand)
+  if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
+    # The compiled program is the truth: scale the chunks by the ratio of the room to the
+    # activation part it measured (total minus the fixed part), and verify again.
+    if sl is None:
+      sl = _piece_slopes(cand)
+      compiles += 4
+    fixed = fixed_bytes()
+    for _ in range(4):
+      act = max(1, st["per_device_bytes"] - fixed)
+      f = 0.9 * (target - fixed) / act
+      if target <= fixed or f >= 1:
+        break
+      new_real = real if real_fixed else max(1, int(real_images(cand, local) * f))
+      new_syn = syn if syn_fixed else max(s.syn_per_class, int(syn_images(cand, local) * f))
+      new = with_layout(s, local, new_real, new_syn, policy)
+      if (new.real_chunk, new.real_cpg, new.syn_cpg) == (cand.real_chunk, cand.real_cpg,
+                                                         cand.syn_cpg):
+        break
+      cand, real, syn = new, new_real, new_syn
+      st = check(cand)
+      if st["per_device_bytes"] <= target:
+        break
+  fits = st["per_device_bytes"] <= budget
+  if st["per_device_bytes"] > target and fits:
+    note = "within the budget but above its safety margin"
+  plan = Plan(settings=cand, devices=devices, local_classes=local, budget_bytes=budget,
+              stats=st, bank_bytes=bank_bytes, state_bytes=state_bytes, fits=fits,
+              policy=policy, compile_s=st["compile_s"],
+              plan_s=time.perf_counter() - t_all, compiles=compiles, note=note)
+  if log is not None:
+    for line in plan.lines():
+      log(line)
+  if strict and not fits:
+    why = ("batch-norm nets take the whole batch at once, so nothing can be chunked; "
+           if bn else "")
+    raise ConfigError(
+        f"memory_budget_gb: the step needs {plan.per_device_bytes / GIB:.1f} GiB per device "
+        f"with the smallest chunks, over the {budget / GIB:.1f} GiB budget; {why}"
+        f"{_advice(s, config, devices)}")
+  return plan
+
+
+def setup_fake_devices(devices: int | None) -> None:
+  """`--plan --devices N`: N fake CPU devices (must run before JAX's backend starts)."""
+  if not devices:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  if devices < 1:
+    raise ConfigError(f"--devices: must be >= 1, got {devices}")
+  jax.config.update("jax_platforms", "cpu")
+  jax.config.update("jax_num_cpu_devices", int(devices))
+
+
+def run_plan(config, devices: int = 0, *, log: Callable[[str], None] = print) -> dict:
+  """`--plan`: the plan of `config` from shapes only (no data is read; the dataset's shape
+  and classes come from the registry). Prints the plan block; returns `Plan.summary()`."""
+  from jaxcond import configs, parallel  # pylint: disable=g-import-not-at-top
+  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
+  configs.validate(config)
+  info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
+  configs.validate_shapes(config, info.image_shape)
+  s = configs.step_settings(config, info)
+  mesh = parallel.make_mesh(devices or config.num_devices or None)
+  depth = int(info.max_per_class or 2 * max(s.batch_real, s.ipc * s.factor ** 2))
+  # The accelerator policy (largest chunks that fit) unless JAXCOND_BACKEND_POLICY=cpu: a
+  # plan is how a config is checked for a GPU/TPU before paying for one.
+  policy = "cpu" if os.environ.get("JAXCOND_BACKEND_POLICY") == "cpu" else "accelerator"
+  plan = make_plan(config, s, mesh, depth=depth, streaming=bool(config.dataset.streaming),
+                   policy=policy, strict=False, log=log)
+  return plan.summary()
