@@ -285,6 +285,10 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   x_te, y_te = _normalize(np.asarray(x_te), info), np.asarray(y_te, np.int32)
   x_tr_norm = _normalize(np.asarray(x_tr), info) if set(s.memories) & set(SELECTED) else None
   os.makedirs(workdir, exist_ok=True)
+  from jaxcond import nas  # pylint: disable=g-import-not-at-top
+  nas.check_same_search(os.path.join(workdir, "protocol.json"), {
+      "settings": dataclasses.asdict(s), "eval": esettings.to_dict(), "dataset": info.name,
+      "condense": {m: configs.to_jsonable(c) for m, c in mcfgs.items()}})
   t_start = time.perf_counter()
 
   groups_of = {o: split_classes(class_order(o, info.num_classes), s.num_steps)

@@ -210,6 +210,32 @@ def _write_json(path, obj) -> None:
   os.replace(tmp, path)
 
 
+def check_same_search(path: str, record: dict) -> None:
+  """Writes `record` (what the results depend on) on a fresh workdir; on resume, a
+  ConfigError unless it is the same, so finished results are never mixed with others."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  record = json.loads(json.dumps(record))
+
+  def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      if isinstance(v, dict):
+        out.update(_flat(v, f"{prefix}{k}."))
+      else:
+        out[f"{prefix}{k}"] = v
+    return out
+
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    diff = configs.differing_fields(_flat(saved), _flat(record))
+    if diff:
+      raise ConfigError(f"{diff[0]}: {os.path.dirname(path)} holds results made with other "
+                        f"settings; use another --workdir")
+    return
+  _write_json(path, record)
+
+
 def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
   """(images, labels, seconds to make) of a proxy set, saved under DIR/proxies/."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -242,7 +268,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   dict also written to `workdir/results.json`."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxcond import evaluate, rng  # pylint: disable=g-import-not-at-top
-  from jaxcond import continual  # pylint: disable=g-import-not-at-top
+  from jaxcond import configs, continual  # pylint: disable=g-import-not-at-top
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
   log = log or (lambda _: None)
@@ -284,6 +310,11 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   xt = continual._normalize(np.asarray(xt), info)   # pylint: disable=protected-access
   yt = yt.astype(np.int32)
   os.makedirs(workdir, exist_ok=True)
+  check_same_search(os.path.join(workdir, "search.json"),
+                    {"settings": json.loads(json.dumps(dataclasses.asdict(s))),
+                     "eval": base.to_dict(), "dataset": info.name,
+                     "condense": {p: configs.to_jsonable(config.methods[p])
+                                  for p in s.proxies if p in config.methods}})
   log(f"nas on {info.name}: {len(s.archs)} architectures, proxies {', '.join(s.proxies)}; "
       f"whole set {len(y)} images, test {len(yt)}")
 
