@@ -286,8 +286,11 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   x_tr_norm = _normalize(np.asarray(x_tr), info) if set(s.memories) & set(SELECTED) else None
   os.makedirs(workdir, exist_ok=True)
   from jaxcond import nas  # pylint: disable=g-import-not-at-top
+  # Orders are independent (their own folders), so they are not part of the protocol:
+  # orders may run in separate processes on one workdir, then one run lists them all.
   nas.check_same_search(os.path.join(workdir, "protocol.json"), {
-      "settings": dataclasses.asdict(s), "eval": esettings.to_dict(), "dataset": info.name,
+      "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "orders"},
+      "eval": esettings.to_dict(), "dataset": info.name,
       "condense": {m: configs.to_jsonable(c) for m, c in mcfgs.items()}})
   t_start = time.perf_counter()
 
