@@ -210,6 +210,19 @@ def _write_json(path, obj) -> None:
   os.replace(tmp, path)
 
 
+def shard_archs(archs, shard: str) -> list:
+  """`shard` "i/n" -> archs[i::n] (processes sharing one workdir); "" -> all."""
+  if not shard:
+    return list(archs)
+  try:
+    i, n = (int(v) for v in shard.split("/"))
+    if not 0 <= i < n:
+      raise ValueError
+  except ValueError:
+    raise ConfigError(f"nas.shard: expected 'i/n' with 0 <= i < n, got {shard!r}") from None
+  return list(archs)[i::n]
+
+
 def check_same_search(path: str, record: dict) -> None:
   """Writes `record` (what the results depend on) on a fresh workdir; on resume, a
   ConfigError unless it is the same, so finished results are never mixed with others."""
@@ -332,7 +345,10 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   secs: dict[str, float] = {p: 0.0 for p in runs}
   t_start = time.perf_counter()
   trained = 0
+  mine = shard_archs(s.archs, str(config.nas.get("shard", "") or ""))
   for ai, a in enumerate(s.archs):
+    if a not in mine:
+      continue
     d = os.path.join(workdir, "archs", a.name)
     os.makedirs(d, exist_ok=True)
     acc[a.name] = {}
@@ -357,6 +373,10 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     log(f"[{ai + 1}/{len(s.archs)}] {a.name}: " +
         ", ".join(f"{p} {acc[a.name][p]:.1f}" for p in runs))
 
+  if len(mine) < len(s.archs):
+    log(f"shard {config.nas.shard}: {len(mine)} architectures done; run without "
+        f"nas.shard to gather the results")
+    return {"architectures": acc, "trained_this_run": trained}
   names = [a.name for a in s.archs]
   whole = [acc[n]["whole"] for n in names]
   reports = {p: rank_report([acc[n][p] for n in names], whole, names,
