@@ -286,12 +286,15 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   x_tr_norm = _normalize(np.asarray(x_tr), info) if set(s.memories) & set(SELECTED) else None
   os.makedirs(workdir, exist_ok=True)
   from jaxcond import nas  # pylint: disable=g-import-not-at-top
-  # Orders are independent (their own folders), so they are not part of the protocol:
-  # orders may run in separate processes on one workdir, then one run lists them all.
+  # Orders and memories are independent (their own files), so they are not part of the
+  # protocol: they may run in separate processes on one workdir, or a few memories first,
+  # and then one run lists them all.
   nas.check_same_search(os.path.join(workdir, "protocol.json"), {
-      "settings": {k: v for k, v in dataclasses.asdict(s).items() if k != "orders"},
+      "settings": {k: v for k, v in dataclasses.asdict(s).items()
+                   if k not in ("orders", "memories")},
       "eval": esettings.to_dict(), "dataset": info.name,
-      "condense": {m: configs.to_jsonable(c) for m, c in mcfgs.items()}})
+      "condense": {m: configs.to_jsonable(method_config(config, m)) for m in CONDENSED
+                   if m in config.methods}})
   t_start = time.perf_counter()
 
   groups_of = {o: split_classes(class_order(o, info.num_classes), s.num_steps)
