@@ -20,8 +20,8 @@ Settings:
 - `fashion_mnist`: data we have offline (IDX files), 5 steps of 2 classes, 3 orders,
   10 images per class, CPU budget: ConvNet-3 width 64, 200 condensation steps for DM / DDM
   (M3D 60 steps, its 5 inner iterations each), batch_real 128, DM protocol with 300
-  epochs and 2 nets, tested on the whole test split of the seen classes. This is the
-  acceptance measurement of docs/results.md; it is NOT the paper's budget.
+  epochs and 2 nets, tested on the whole test split of the seen classes; NOT the paper's
+  budget, and too slow for the shared CPU of docs/results.md (not measured yet).
 - `digits`: scikit-learn digits (always offline), 5 steps of 2 classes, 3 orders, 5
   images per class, ConvNet-2 width 32, 100 condensation steps for DM / DDM (M3D 30,
   factor 2 and lr 1 as in experiments/quickstart.py), DM protocol with 2 nets x 100
