@@ -18,8 +18,8 @@ Settings:
   set; target = 100 epochs on the whole set. CHOICES: 1 network per architecture and
   proxy, DM evaluation protocol (lr 0.01, halved schedule), DSA on the proxies, none on
   the whole set.
-- `fashion_mnist`: the CPU measurement of docs/results.md (sized for a shared 2-core
-  CPU, far below the papers' budget): 32 ConvNets = depth {2,3} x width {8,16} x act
+- `fashion_mnist`: a CPU-sized search on real 28x28 data (far below the papers' budget;
+  not measured yet, too slow for the loaded CPU of docs/results.md): 32 ConvNets = depth {2,3} x width {8,16} x act
   {relu, sigmoid} x norm {instance, none} x pool {avg, max}; the "whole set" is a seeded
   200-per-class subset (2000 images), the test set a 50-per-class subset (500); proxies
   of 10 per class (DM condensed from the whole set, 200 steps, ConvNet-3 width 64,
