@@ -1,0 +1,438 @@
+"""`python -m jaxcond.nas`: rank architectures on a cheap proxy set (DC / DM papers' NAS).
+
+    python -m jaxcond.nas --config experiments/nas.py:runlocal --workdir runs/nas_local
+    python -m jaxcond.nas --config experiments/nas.py:fashion_mnist --workdir runs/nas_fmnist
+
+The DM paper's second application (Zhao & Bilen, WACV 2023, arXiv 2110.04181, §5 "neural
+architecture search"), after DC (Zhao et al., ICLR 2021, arXiv 2006.05929, §3.3): a grid of
+ConvNet variants over depth, width, activation, normalisation and pooling (the papers' 720
+= depth {1,2,3,4} x width {32,64,128,256} x act {sigmoid, relu, leakyrelu} x norm {none,
+batch, layer, instance, group} x pool {none, max, avg}) is trained on a PROXY set and on
+the whole training set; a good proxy ranks the architectures as the whole set does.
+
+Proxies (each trained from scratch with the same evaluation protocol as `jaxcond.evaluate`):
+- `dm` (or `m3d`, `ddm`): a set condensed from the training set by that method
+  (`jaxcond.continual.condense_classes`, the jitted step of `jaxcond.condense`);
+- `random`: a seeded random subset of the same size (images per class);
+- `early`: a short run (`nas.early_epochs`) on the whole training set (early stopping).
+The target is `whole`: `nas.whole_epochs` on the whole training set.
+
+Reported (results.json): `spearman` (proxy -> Spearman rank correlation with the whole-set
+accuracy over all architectures), `kendall` (Kendall tau-b) beside it, both again over the
+top `nas.top_fraction` of architectures by whole-set accuracy (at least 3), the
+architecture each proxy ranks first and its whole-set accuracy (and its rank there), the
+seconds each proxy costs (condensation + training of every architecture), and
+`architectures`: name -> {proxy: mean accuracy}.
+
+Resume: every (architecture, proxy) writes `DIR/archs/<arch>/<proxy>.json` when it
+finishes and is never retrained; the proxy sets are saved in `DIR/proxies/`.
+The `num_nets` networks of one architecture (different seeds) train together, vmapped or
+unrolled as `jaxcond.evaluate.train_and_test` does on this backend; architectures (which
+differ in shape) train one after another.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jaxcond.errors import ConfigError
+
+PAPER_GRID = {"depth": (1, 2, 3, 4), "width": (32, 64, 128, 256),
+              "act": ("sigmoid", "relu", "leakyrelu"),
+              "norm": ("none", "batch", "layer", "instance", "group"),
+              "pool": ("none", "max", "avg")}
+_SUBSET_PURPOSE = 21      # fold-in constants of this module's keys (never reordered)
+_TEST_PURPOSE = 22
+_RANDOM_PROXY_PURPOSE = 23
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Arch:
+  """One ConvNet variant of the grid (`jaxcond.nets.ConvNet` fields)."""
+  depth: int
+  width: int
+  act: str
+  norm: str
+  pool: str
+
+  @property
+  def name(self) -> str:
+    return f"d{self.depth}_w{self.width}_{self.act}_{self.norm}_{self.pool}"
+
+
+def grid(depths, widths, acts, norms, pools) -> list[Arch]:
+  """Every combination, in a fixed order (depth slowest)."""
+  return [Arch(int(d), int(w), str(a), str(n), str(p))
+          for d, w, a, n, p in itertools.product(depths, widths, acts, norms, pools)]
+
+
+@functools.lru_cache(maxsize=None)
+def arch_net(arch: Arch, num_classes: int, image_shape: tuple):
+  """`jaxcond.evaluate.NetFns` of `arch` (cached: one object per arch, so the evaluator's
+  jitted programs are reused across proxies)."""
+  from jaxcond import evaluate, nets  # pylint: disable=g-import-not-at-top
+  model = nets.get_model("convnet", num_classes=num_classes, image_shape=image_shape,
+                         depth=arch.depth, width=arch.width, act=arch.act, norm=arch.norm,
+                         pool=arch.pool)
+  return evaluate.NetFns(lambda key: nets.init_variables(model, key, image_shape),
+                         lambda v, x, train: nets.logits(model, v, x, train=train))
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def rankdata(a) -> np.ndarray:
+  """Ranks 1..n with ties given their average rank (scipy.stats.rankdata 'average')."""
+  a = np.asarray(a, np.float64)
+  order = np.argsort(a, kind="mergesort")
+  ranks = np.empty(len(a), np.float64)
+  sorted_a = a[order]
+  i = 0
+  while i < len(a):
+    j = i
+    while j + 1 < len(a) and sorted_a[j + 1] == sorted_a[i]:
+      j += 1
+    ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+    i = j + 1
+  return ranks
+
+
+def spearman(x, y) -> float:
+  """Spearman's rho: Pearson correlation of the average ranks (NaN if a side is constant)."""
+  rx, ry = rankdata(x), rankdata(y)
+  if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def kendall(x, y) -> float:
+  """Kendall's tau-b (ties in either variable corrected), O(n^2): grids are small."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  n = len(x)
+  if n < 2:
+    return float("nan")
+  i, j = np.triu_indices(n, 1)
+  dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+  s = float(np.sum(dx * dy))
+  nx, ny = float(np.sum(dx != 0)), float(np.sum(dy != 0))
+  if nx == 0 or ny == 0:
+    return float("nan")
+  return s / math.sqrt(nx * ny)
+
+
+def rank_report(proxy: Sequence[float], whole: Sequence[float], names: Sequence[str], *,
+                top_fraction: float = 0.05) -> dict:
+  """Correlations of one proxy with the whole-set accuracies, all and top, and its pick."""
+  proxy, whole = np.asarray(proxy, np.float64), np.asarray(whole, np.float64)
+  k = min(len(whole), max(3, math.ceil(top_fraction * len(whole))))
+  top = np.argsort(-whole, kind="mergesort")[:k]
+  pick = int(np.argmax(proxy))
+  return {"spearman": spearman(proxy, whole), "kendall": kendall(proxy, whole),
+          "top_k": k, "spearman_top": spearman(proxy[top], whole[top]),
+          "kendall_top": kendall(proxy[top], whole[top]),
+          "picked": names[pick], "picked_whole_accuracy": float(whole[pick]),
+          "picked_whole_rank": int(1 + np.sum(whole > whole[pick])),
+          "best_whole": names[int(np.argmax(whole))],
+          "best_whole_accuracy": float(np.max(whole))}
+
+
+# ----------------------------------------------------------------------------- data
+
+def balanced_subset(key, labels, num_classes: int, per_class: int) -> np.ndarray:
+  """Seeded `per_class` indices per class (all of a class when it has fewer), sorted."""
+  import jax  # pylint: disable=g-import-not-at-top
+  out = []
+  for c in range(num_classes):
+    idx = np.flatnonzero(np.asarray(labels) == c)
+    if per_class and len(idx) > per_class:
+      perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, c), len(idx)))
+      idx = np.sort(idx[perm[:per_class]])
+    out.append(idx)
+  return np.concatenate(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class NasSettings:
+  """The search (module docstring); built from `config.nas` by `settings_from_config`."""
+  archs: tuple
+  proxies: tuple = ("dm", "random", "early")
+  proxy_ipc: int = 50
+  proxy_epochs: int = 300
+  early_epochs: int = 20
+  whole_epochs: int = 200
+  num_nets: int = 1
+  train_per_class: int = 0       # 0 = every training image is "the whole set"
+  test_per_class: int = 0        # 0 = the whole test split
+  whole_strategy: str = "none"   # DSA on the whole-set and early runs ("none" = off)
+  top_fraction: float = 0.05
+  seed: int = 0
+
+  def __post_init__(self):
+    if len(self.archs) < 2:
+      raise ConfigError(f"nas grid: at least 2 architectures needed, got {len(self.archs)}")
+    known = ("dm", "m3d", "ddm", "random", "early")
+    bad = [p for p in self.proxies if p not in known]
+    if not self.proxies or bad:
+      raise ConfigError(f"nas.proxies: expected names from {known}, got {self.proxies!r}")
+    for f in ("proxy_ipc", "proxy_epochs", "early_epochs", "whole_epochs", "num_nets"):
+      if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
+        raise ConfigError(f"nas.{f}: expected a positive int, got {getattr(self, f)!r}")
+    if not 0 < self.top_fraction <= 1:
+      raise ConfigError(f"nas.top_fraction: expected (0, 1], got {self.top_fraction!r}")
+
+
+def settings_from_config(config) -> NasSettings:
+  n = config.nas
+  archs = tuple(grid(n.depths, n.widths, n.acts, n.norms, n.pools))
+  return NasSettings(
+      archs=archs, proxies=tuple(n.proxies), proxy_ipc=int(config.ipc),
+      proxy_epochs=int(n.proxy_epochs), early_epochs=int(n.early_epochs),
+      whole_epochs=int(n.whole_epochs), num_nets=int(n.num_nets),
+      train_per_class=int(n.train_per_class), test_per_class=int(n.test_per_class),
+      whole_strategy=str(n.whole_strategy), top_fraction=float(n.top_fraction),
+      seed=int(config.seed))
+
+
+# ----------------------------------------------------------------------------- the run
+
+def _write_json(path, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def shard_archs(archs, shard: str) -> list:
+  """`shard` "i/n" -> archs[i::n] (processes sharing one workdir); "" -> all."""
+  if not shard:
+    return list(archs)
+  try:
+    i, n = (int(v) for v in shard.split("/"))
+    if not 0 <= i < n:
+      raise ValueError
+  except ValueError:
+    raise ConfigError(f"nas.shard: expected 'i/n' with 0 <= i < n, got {shard!r}") from None
+  return list(archs)[i::n]
+
+
+def check_same_search(path: str, record: dict) -> None:
+  """Writes `record` (what the results depend on) on a fresh workdir; on resume, a
+  ConfigError unless it is the same, so finished results are never mixed with others."""
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
+  record = json.loads(json.dumps(record))
+
+  def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      if isinstance(v, dict):
+        out.update(_flat(v, f"{prefix}{k}."))
+      else:
+        out[f"{prefix}{k}"] = v
+    return out
+
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    diff = configs.differing_fields(_flat(saved), _flat(record))
+    if diff:
+      raise ConfigError(f"{diff[0]}: {os.path.dirname(path)} holds results made with other "
+                        f"settings; use another --workdir")
+    return
+  _write_json(path, record)
+
+
+def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
+  """(images, labels, seconds to make) of a proxy set, saved under DIR/proxies/."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxcond import continual, rng  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "proxies", f"{name}.npz")
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return f["x"], f["y"], float(f["seconds"])
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  t0 = time.perf_counter()
+  if name == "random":
+    key = jax.random.fold_in(rng.seed_key(s.seed), _RANDOM_PROXY_PURPOSE)
+    idx = balanced_subset(key, y, info.num_classes, s.proxy_ipc)
+    x, yy = x_norm[idx], y[idx].astype(np.int32)
+  else:
+    log(f"condensing the {name} proxy ({s.proxy_ipc}/class) ...")
+    cfg = continual.method_config(config, name)
+    x, meta = continual.condense_classes(cfg, info, x_u8, y, range(info.num_classes),
+                                         seed=s.seed, log=log)
+    yy = np.repeat(np.arange(info.num_classes, dtype=np.int32), len(x) // info.num_classes)
+  seconds = time.perf_counter() - t0
+  np.savez(path + ".tmp.npz", x=x, y=yy, seconds=seconds)
+  os.replace(path + ".tmp.npz", path)
+  return x, yy, seconds
+
+
+def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
+        ) -> dict[str, Any]:
+  """The architecture search of `config` into `workdir` (resuming); returns the results
+  dict also written to `workdir/results.json`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxcond import evaluate, rng  # pylint: disable=g-import-not-at-top
+  from jaxcond import configs, continual  # pylint: disable=g-import-not-at-top
+  if not workdir:
+    raise ConfigError("workdir: required (--workdir DIR)")
+  log = log or (lambda _: None)
+  ds = config.dataset
+  if info is None:
+    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
+    info = registry.get_info(ds.name, resolution=ds.resolution or None)
+  s = settings_from_config(config)
+  base = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
+  base = dataclasses.replace(base, num_nets=s.num_nets)
+  proxy_eval = dataclasses.replace(base, epochs=s.proxy_epochs)
+  early_eval = dataclasses.replace(base, epochs=s.early_epochs, strategy=s.whole_strategy)
+  whole_eval = dataclasses.replace(base, epochs=s.whole_epochs, strategy=s.whole_strategy)
+  image_shape = tuple(int(v) for v in info.image_shape)
+  for a in s.archs:   # ConfigError for a bad variant before any training
+    arch_net(a, info.num_classes, image_shape)
+
+  if loader is None:
+    from jaxcond import data  # pylint: disable=g-import-not-at-top
+
+    def loader(split):
+      return data.load_split(ds.name, split, source=ds.source or "auto",
+                             path=ds.path or None, resolution=ds.resolution or None,
+                             holdout=int(ds.holdout))
+  x_u8, y = loader("train")
+  y = np.asarray(y, np.int64)
+  key = rng.seed_key(s.seed)
+  if s.train_per_class:
+    keep = balanced_subset(jax.random.fold_in(key, _SUBSET_PURPOSE), y, info.num_classes,
+                           s.train_per_class)
+    x_u8, y = np.asarray(x_u8)[keep], y[keep]
+  x_norm = continual._normalize(np.asarray(x_u8), info)   # pylint: disable=protected-access
+  xt, yt = loader("test")
+  yt = np.asarray(yt, np.int64)
+  if s.test_per_class:
+    keep = balanced_subset(jax.random.fold_in(key, _TEST_PURPOSE), yt, info.num_classes,
+                           s.test_per_class)
+    xt, yt = np.asarray(xt)[keep], yt[keep]
+  xt = continual._normalize(np.asarray(xt), info)   # pylint: disable=protected-access
+  yt = yt.astype(np.int32)
+  os.makedirs(workdir, exist_ok=True)
+  check_same_search(os.path.join(workdir, "search.json"),
+                    {"settings": json.loads(json.dumps(dataclasses.asdict(s))),
+                     "eval": base.to_dict(), "dataset": info.name,
+                     "condense": {p: configs.to_jsonable(config.methods[p])
+                                  for p in s.proxies if p in config.methods}})
+  log(f"nas on {info.name}: {len(s.archs)} architectures, proxies {', '.join(s.proxies)}; "
+      f"whole set {len(y)} images, test {len(yt)}")
+
+  sets, make_s = {}, {}
+  for p in s.proxies:
+    if p != "early":
+      sets[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)[:2]
+      make_s[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)[2]
+  sets["early"] = sets["whole"] = (x_norm, y.astype(np.int32))
+  evals = {p: proxy_eval for p in s.proxies}
+  evals["early"], evals["whole"] = early_eval, whole_eval
+  runs = list(s.proxies) + ["whole"]
+
+  acc: dict[str, dict[str, float]] = {}
+  secs: dict[str, float] = {p: 0.0 for p in runs}
+  t_start = time.perf_counter()
+  trained = 0
+  mine = shard_archs(s.archs, str(config.nas.get("shard", "") or ""))
+  for ai, a in enumerate(s.archs):
+    if a not in mine:
+      continue
+    d = os.path.join(workdir, "archs", a.name)
+    os.makedirs(d, exist_ok=True)
+    acc[a.name] = {}
+    for p in runs:
+      path = os.path.join(d, f"{p}.json")
+      if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+          rec = json.load(f)
+      else:
+        x, yy = sets[p]
+        net = arch_net(a, info.num_classes, image_shape)
+        out = evaluate.train_and_test(net, x, yy, xt, yt, settings=evals[p], seed=s.seed)
+        last = out["checkpoint_accuracies"][-1]
+        rec = {"arch": dataclasses.asdict(a), "proxy": p, "mean": float(np.mean(last)),
+               "accuracies": last, "wall_s": out["wall_seconds"],
+               "train_s": out["train_seconds"], "epochs": evals[p].epochs,
+               "num_train": int(len(yy))}
+        _write_json(path, rec)
+        trained += 1
+      acc[a.name][p] = rec["mean"]
+      secs[p] += rec["wall_s"]
+    log(f"[{ai + 1}/{len(s.archs)}] {a.name}: " +
+        ", ".join(f"{p} {acc[a.name][p]:.1f}" for p in runs))
+
+  if len(mine) < len(s.archs):
+    log(f"shard {config.nas.shard}: {len(mine)} architectures done; run without "
+        f"nas.shard to gather the results")
+    return {"architectures": acc, "trained_this_run": trained}
+  names = [a.name for a in s.archs]
+  whole = [acc[n]["whole"] for n in names]
+  reports = {p: rank_report([acc[n][p] for n in names], whole, names,
+                            top_fraction=s.top_fraction) for p in s.proxies}
+  cost = {p: secs[p] + make_s.get(p, 0.0) for p in s.proxies}
+  results = {
+      "spearman": {p: r["spearman"] for p, r in reports.items()},
+      "kendall": {p: r["kendall"] for p, r in reports.items()},
+      "spearman_top": {p: r["spearman_top"] for p, r in reports.items()},
+      "kendall_top": {p: r["kendall_top"] for p, r in reports.items()},
+      "top_k": reports[s.proxies[0]]["top_k"],
+      "picked": {p: {k: r[k] for k in ("picked", "picked_whole_accuracy", "picked_whole_rank")}
+                 for p, r in reports.items()},
+      "best_whole": {"arch": reports[s.proxies[0]]["best_whole"],
+                     "accuracy": reports[s.proxies[0]]["best_whole_accuracy"]},
+      "cost_seconds": cost, "proxy_make_seconds": make_s,
+      "train_seconds": secs, "whole_seconds": secs["whole"],
+      "architectures": acc, "num_architectures": len(names),
+      "grid": {k: list(config.nas[k]) for k in ("depths", "widths", "acts", "norms", "pools")},
+      "dataset": info.name, "num_train": int(len(y)), "num_test": int(len(yt)),
+      "proxy_ipc": s.proxy_ipc,
+      "epochs": {p: evals[p].epochs for p in runs}, "eval": base.to_dict(),
+      "trained_this_run": trained, "wall_seconds_this_run": time.perf_counter() - t_start,
+      "accuracy_unit": "percent",
+      "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+  }
+  _write_json(os.path.join(workdir, "results.json"), results)
+  table = results_table(results)
+  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
+    f.write(table)
+  log(table)
+  return results
+
+
+def results_table(r: dict) -> str:
+  rows = ["| proxy | Spearman | Kendall | Spearman top | Kendall top | picks | its whole-set "
+          "acc (rank) | cost (s) |", "|---|---|---|---|---|---|---|---|"]
+  for p in r["spearman"]:
+    pk = r["picked"][p]
+    rows.append(f"| {p} | {r['spearman'][p]:.3f} | {r['kendall'][p]:.3f} | "
+                f"{r['spearman_top'][p]:.3f} | {r['kendall_top'][p]:.3f} | {pk['picked']} | "
+                f"{pk['picked_whole_accuracy']:.2f} ({pk['picked_whole_rank']}) | "
+                f"{r['cost_seconds'][p]:.0f} |")
+  rows.append(f"| whole (target) | 1 | 1 | 1 | 1 | {r['best_whole']['arch']} | "
+              f"{r['best_whole']['accuracy']:.2f} (1) | {r['whole_seconds']:.0f} |")
+  return "\n".join(rows) + (
+      f"\n\n{r['num_architectures']} architectures on {r['dataset']} ({r['num_train']} "
+      f"training images, {r['num_test']} test); top = the best {r['top_k']} by whole-set "
+      f"accuracy; cost = condensing the proxy (if any) + training every architecture on "
+      f"it.\n")
+
+
+def main(argv=None) -> int:
+  from jaxcond import continual  # pylint: disable=g-import-not-at-top
+  return continual.cli(run, "nas", argv)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
