@@ -231,15 +231,26 @@ def parse_value(field: str, raw: str | None, want):
 
 
 def apply_overrides(config, overrides: Sequence[tuple[str, str | None]]) -> None:
-  """Sets each `--config.<field>` on `config` (one-line ConfigError for unknown fields)."""
+  """Sets each `--config.<field>` on `config` (one-line ConfigError for unknown fields).
+
+  The fields and their types are the loaded config's own: the condensation schema for
+  condense/evaluate/bench configs, the program's for continual/nas configs."""
   from jaxcond import configs  # pylint: disable=g-import-not-at-top
-  schema = configs._flat(configs.base_config())  # pylint: disable=protected-access
+  known = configs.flat(config)
   for field, raw in overrides:
-    if field not in schema:
+    if field not in known:
       raise ConfigError(f"{field}: unknown config field (from --config.{field})"
-                        f"{configs._suggest(field, schema)}")  # pylint: disable=protected-access
-    configs.set_field(config, field, parse_value(field, raw, schema[field]),
-                      source=f"--config.{field}")
+                        f"{configs.suggest(field, known)}")
+    value = parse_value(field, raw, known[field])
+    if isinstance(known[field], float) and isinstance(value, int) and \
+        not isinstance(value, bool):
+      value = float(value)
+    node = config
+    *parents, leaf = field.split(".")
+    for p in parents:
+      node = node[p]
+    with node.ignore_type():
+      node[leaf] = value
 
 
 def load_config(spec: str, overrides: Sequence[tuple[str, str | None]] = (), *,

@@ -267,7 +267,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
     info = registry.get_info(ds.name, resolution=ds.resolution or None)
   s = settings_from_config(config, info.num_classes)
-  esettings = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
+  esettings = evaluate.EvalSettings.from_config(config)
   mcfgs = {m: method_config(config, m) for m in s.memories if m in CONDENSED}
   from jaxcond import configs  # pylint: disable=g-import-not-at-top
   for m, c in mcfgs.items():
@@ -416,56 +416,19 @@ def plot(results: dict, path: str) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 
-def parse_flags(argv: Sequence[str], program: str):
-  """(config, workdir) from `--config file.py[:arg] --workdir DIR [--config.<f>=v]`, with
-  one-line ConfigErrors (ml_collections config_flags in a private FlagValues)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  fv = flags.FlagValues()
-  cfg = config_flags.DEFINE_config_file("config", None, "experiments/<file>.py[:arg]",
-                                        flag_values=fv, lock_config=True)
-  flags.DEFINE_string("workdir", None, "output directory (resumes)", flag_values=fv)
-  config_arg = None
-  for i, a in enumerate(argv[1:], 1):
-    if a.startswith("--config="):
-      config_arg = a.split("=", 1)[1]
-    elif a == "--config" and i + 1 < len(argv):
-      config_arg = argv[i + 1]
-  if config_arg is None:
-    raise ConfigError(f"--config: required (e.g. --config experiments/{program}.py:runlocal)")
-  if not os.path.isfile(config_arg.split(":", 1)[0]):
-    raise ConfigError(f"--config: file {config_arg.split(':', 1)[0]!r} not found")
-  try:
-    fv(list(argv))
-    config = cfg.value
-  except JaxcondError:
-    raise
-  except Exception as err:  # pylint: disable=broad-except
-    import re  # pylint: disable=g-import-not-at-top
-    from jaxcond import errors  # pylint: disable=g-import-not-at-top
-    found = re.findall(r"jaxcond\.errors\.(\w+): (.*)", str(err))
-    if found:
-      raise getattr(errors, found[-1][0], ConfigError)(found[-1][1].strip()) from None
-    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    raise ConfigError(f"command line: {line}") from None
-  if not fv.workdir:
-    raise ConfigError("--workdir: required (output directory)")
-  return config, fv.workdir
-
-
-def cli(run_fn, program: str, argv=None) -> int:
-  argv = list(sys.argv if argv is None else argv)
-  try:
-    config, workdir = parse_flags(argv, program)
-    run_fn(config, workdir)
-  except JaxcondError as err:
-    print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-    return 2
-  return 0
+PROGRAM_SUMMARY = ("Class-incremental learning with a condensed memory (DM paper, arXiv "
+                   "2110.04181): condense each step's new classes, retrain from scratch on the "
+                   "memory (GDumb), test on every class seen.")
 
 
 def main(argv=None) -> int:
-  return cli(run, "continual", argv)
+  """`python -m jaxcond.continual --config experiments/continual.py:ARG --workdir DIR`."""
+  from jaxcond import cli  # pylint: disable=g-import-not-at-top
+  program = cli.Program(
+      "continual", PROGRAM_SUMMARY,
+      examples=("python -m jaxcond.continual --config experiments/continual.py:runlocal "
+                "--workdir runs/cl_local",))
+  return cli.main(program, lambda a: run(a.config, a.workdir), argv)
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
     info = registry.get_info(ds.name, resolution=ds.resolution or None)
   s = settings_from_config(config)
-  base = evaluate.EvalSettings.from_config(config.eval, dataset=info.name)
+  base = evaluate.EvalSettings.from_config(config)
   base = dataclasses.replace(base, num_nets=s.num_nets)
   proxy_eval = dataclasses.replace(base, epochs=s.proxy_epochs)
   early_eval = dataclasses.replace(base, epochs=s.early_epochs, strategy=s.whole_strategy)
@@ -430,8 +430,15 @@ def results_table(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-  from jaxcond import continual  # pylint: disable=g-import-not-at-top
-  return continual.cli(run, "nas", argv)
+  """`python -m jaxcond.nas --config experiments/nas.py:ARG --workdir DIR`."""
+  from jaxcond import cli  # pylint: disable=g-import-not-at-top
+  program = cli.Program(
+      "nas", "Architecture search on a proxy (DC/DM papers, arXiv 2006.05929, 2110.04181): "
+      "rank ConvNet variants trained on a condensed set, a random subset and a short run "
+      "against whole-set training.",
+      examples=("python -m jaxcond.nas --config experiments/nas.py:runlocal "
+                "--workdir runs/nas_local",))
+  return cli.main(program, lambda a: run(a.config, a.workdir), argv)
 
 
 if __name__ == "__main__":
