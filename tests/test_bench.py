@@ -67,6 +67,7 @@ def test_reference_workload_matches_torch_iteration():
     _tiny(workload="fast")
 
 
+@pytest.mark.slow
 def test_sharded_step_same_loss_as_one_device():
   """8 fake CPU devices (10 classes padded to 16): same loss as 1 device. Also: the hand
   count of the ConvNet convolutions agrees with XLA's cost analysis (which also counts

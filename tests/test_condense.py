@@ -59,6 +59,7 @@ def subprocess_env(num_devices=1, **extra):
 
 # --------------------------------------------------------------------------- outputs
 
+@pytest.mark.slow
 def test_outputs_dm(tmp_path):
   out = condense.run(tiny_config("dm"), str(tmp_path))
   assert out["step"] == 6 and np.isfinite(out["loss"]) and out["num_devices"] == 8
@@ -156,6 +157,7 @@ def test_final_evaluation(tmp_path):
   assert 0.0 <= record["mean"] <= 100.0 and out["eval"] == record
 
 
+@pytest.mark.slow
 def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
   """dataset.holdout: the bank never holds the held-out images; the evaluation uses them."""
   from jaxcond import data, evaluate
@@ -197,14 +199,29 @@ def _no_compile(monkeypatch):
   monkeypatch.setattr(steps, "make_bank_step", fail)
 
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"ipc": 500}, "ipc"),                  # digits classes have ~144 training images
-    ({"batch_real": 400}, "batch_real"),
-    ({"ipc": -2}, "ipc"),
-    ({"synthetic.factor": 9}, "synthetic.factor"),
+def _no_bank(monkeypatch):
+  from jaxcond import data
+
+  def fail(*a, **k):
+    raise AssertionError("the class bank was built although the config is invalid")
+  monkeypatch.setattr(data, "build_bank", fail)
+
+
+@pytest.mark.parametrize("overrides,field,static", [
+    ({"ipc": 500}, "ipc", False),           # digits classes have ~144 training images
+    ({"batch_real": 400}, "batch_real", False),
+    ({"ipc": -2}, "ipc", True),
+    ({"synthetic.factor": 9}, "synthetic.factor", True),
 ])
-def test_invalid_config_fails_before_compiling(tmp_path, monkeypatch, overrides, field):
-  _no_compile(monkeypatch)
+def test_invalid_config_fails_before_compiling(tmp_path, monkeypatch, overrides, field,
+                                               static):
+  """Static errors stop before anything compiles. Errors that need the class counts stop
+  after the data is read but before the bank is built or the run's step compiled; only the
+  memory plan (a shape-only compile, jaxcond.plan) precedes them, so that a config that
+  cannot fit its devices fails before hours of data loading."""
+  if static:
+    _no_compile(monkeypatch)
+  _no_bank(monkeypatch)
   with pytest.raises(ConfigError) as err:
     condense.run(tiny_config("dm", **overrides), str(tmp_path))
   assert str(err.value).startswith(field) and "\n" not in str(err.value)
@@ -260,6 +277,7 @@ def test_cli_runs_as_a_module(tmp_path):
   assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_resume_with_another_config_is_refused(tmp_path):
   condense.run(tiny_config("dm", steps=3), str(tmp_path))
   with pytest.raises(ConfigError, match="^seed: .*checkpoint"):

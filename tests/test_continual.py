@@ -74,6 +74,7 @@ def test_memory_grows_by_each_step_and_gdumb_trains_on_the_union(monkeypatch):
   assert seen["num_classes"] == 6 and res["classes"] == [0, 1, 4, 5]
 
 
+@pytest.mark.slow
 def test_condensed_and_selected_memories_hold_only_the_new_classes():
   from jaxcond import data
   c = tiny()

@@ -106,6 +106,7 @@ def test_nan_stop_without_a_checkpoint_says_there_is_none(tmp_path, monkeypatch)
 
 # ------------------------------------------------------------- end of a run: report, identity
 
+@pytest.mark.slow
 def test_run_writes_identity_grids_and_report_and_survives_a_report_failure(tmp_path,
                                                                             monkeypatch):
   def broken(workdir, **_):

@@ -86,6 +86,7 @@ def run_steps(s, num_devices, num_steps=3, init="real"):
 
 @pytest.mark.parametrize("method", [
     "dm", "m3d", pytest.param("ddm", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_one_device_equals_eight(method):
   s = _tiny_settings(method)
   x1, l1, x0 = run_steps(s, 1)
@@ -96,6 +97,7 @@ def test_one_device_equals_eight(method):
   assert np.abs(x1 - x0).max() > 1e-3       # the pixels moved: equality is not vacuous
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dm", "ddm"])
 def test_batch_norm_stats_exclude_padded_classes(method):
   # Batch-norm statistics span the whole batch: on 8 devices the 6 dummy classes that pad

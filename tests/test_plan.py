@@ -34,6 +34,7 @@ def _plan(c, devices=1, policy="cpu", strict=True):
                         strict=strict)
 
 
+@pytest.mark.slow
 def test_cpu_preference_comes_from_the_planner():
   """CPU: ~160 real images per iteration, ~50 synthetic 32x32 images per group (unrolled);
   the same numbers the speed measurements chose (docs/benchmarks.md)."""
@@ -51,6 +52,7 @@ def test_cpu_preference_comes_from_the_planner():
   assert (s1.real_chunk, s1.syn_cpg) == (4, 2)
 
 
+@pytest.mark.slow
 def test_accelerator_policy_takes_one_chunk_when_it_fits():
   p = _plan(_tiny(ipc=10, budget=8.0), policy="accelerator")
   assert p.fits and p.policy == "accelerator"
@@ -58,6 +60,7 @@ def test_accelerator_policy_takes_one_chunk_when_it_fits():
   assert not p.settings.syn_unroll
 
 
+@pytest.mark.slow
 def test_small_budget_shrinks_the_chunks():
   """A budget below the one-chunk step's memory: the planner measures per-image bytes,
   picks smaller chunks, verifies by compiling, and the result fits."""
@@ -75,6 +78,7 @@ def test_small_budget_shrinks_the_chunks():
   assert lines[0].startswith("memory plan") and "fits" in lines[4] and "chunks:" in lines[5]
 
 
+@pytest.mark.slow
 def test_nothing_fits_is_one_line():
   c = _tiny(ipc=10, budget=0.0001)
   with pytest.raises(ConfigError) as err:
@@ -87,6 +91,7 @@ def test_nothing_fits_is_one_line():
   assert not p.fits and p.summary()["fits"] is False
 
 
+@pytest.mark.slow
 def test_batch_norm_nets_take_one_chunk():
   c = _tiny(ipc=10)
   c.model.name = "convnet_bn"
@@ -98,6 +103,7 @@ def test_batch_norm_nets_take_one_chunk():
     _plan(c)
 
 
+@pytest.mark.slow
 def test_eight_devices_per_device_memory():
   """The plan's memory is per device: 8 devices hold about 1/8 of the bank and state."""
   c = _tiny(ipc=10, budget=8.0)

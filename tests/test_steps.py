@@ -19,6 +19,7 @@ def _assert_same(whole, other):
   assert np.abs(x_w - x0).max() > 1e-3      # the pixels moved: equality is not vacuous
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dm", pytest.param("ddm", marks=pytest.mark.slow)])
 def test_real_chunks_equal_whole_batch(method):
   """Real images streamed in chunks (images per class × classes per device) change no
@@ -34,6 +35,7 @@ def test_real_chunks_equal_whole_batch(method):
 @pytest.mark.parametrize("method,unroll", [
     ("dm", False), ("dm", True), ("m3d", False),
     pytest.param("ddm", False, marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_syn_groups_equal_one_group(method, unroll):
   """The gradient taken class group by class group in a lax.scan changes no result, also
   with the padded classes of 8 devices and a group size that does not divide the local
@@ -81,6 +83,7 @@ def _m3d_setup(step_mode="per_class", num_classes=4):
   return s, bank, steps.init_state(s, syn)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpg", [0, 3])
 def test_m3d_per_class_closed_form_equals_sequential_scan(cpg):
   """Also with the gradient taken in class groups (3 of 4 classes, padded)."""
