@@ -15,7 +15,8 @@ What a run does (docs/condense.md has the details and the output formats):
 4. runs the jitted step (`jaxcond.steps`) `steps` times, logging, checkpointing (orbax,
    async) and evaluating (`jaxcond.evaluate`) along the way;
 5. writes `DIR/synthetic.npz`, a PNG grid and the final evaluation.
-The objective of each method is documented in `jaxcond.steps` (methods.md §2.1, §3.1, §4).
+The objective of each method is documented in `jaxcond.steps` (DM, arXiv 2110.04181;
+M3D, arXiv 2312.15927; DDM, arXiv 2412.04748).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Squared maximum mean discrepancy (MMD²) between two feature sets.
 
-Implements the M3D objective (methods.md §3.1; M3D, Zhang et al. AAAI 2024):
+Implements the M3D objective (M3D, Zhang et al. AAAI 2024, arXiv 2312.15927):
 
     MMD²(X, Y) = mean_{a,b∈X} k(a,b) + mean_{a,b∈Y} k(a,b) − 2·mean_{a∈X, b∈Y} k(a,b)
 
@@ -10,10 +10,10 @@ with M3D's default kernel, a sum of five RBFs with a data-adaptive bandwidth,
     h = Σ_{p,q} ‖z_p − z_q‖² / (N² − N)  over the pooled z = [X; Y], N = n + m,
 
 where h carries no gradient (M3D reads it from `.data`). With the linear kernel the
-biased MMD² is DM's loss ‖mean(X) − mean(Y)‖² (methods.md §2.1), which is how
+biased MMD² is DM's loss ‖mean(X) − mean(Y)‖² (DM, arXiv 2110.04181), which is how
 `objectives.dm_loss` and `objectives.m3d_loss` are tied together in the tests.
 
-Numerics (methods.md §9.6, jax-stack.md §4): squared distances use the matmul identity
+Numerics (timings in docs/benchmarks.md): squared distances use the matmul identity
 |x|² + |y|² − 2·x·yᵀ with `Precision.HIGHEST`, clamped at 0, with an exact-zero diagonal
 for x against itself. For shift-invariant kernels (gaussian, linear) the pooled mean is
 subtracted first: distances and MMD² are unchanged, but the identity no longer cancels
@@ -133,9 +133,9 @@ def _sq_dists(x: Array, y: Optional[Array]) -> Array:
 def pairwise_sq_dists(x, y=None) -> Array:
   """Squared Euclidean distances `[..., n, d]`, `[..., m, d]` -> `[..., n, m]`.
 
-  Matmul identity |x|² + |y|² − 2·x·yᵀ (70× faster than broadcasting, jax-stack.md §4),
+  Matmul identity |x|² + |y|² − 2·x·yᵀ (70× faster than broadcasting on CPU),
   `Precision.HIGHEST`, clamped at 0. With `y=None` the result is x against itself with
-  an exactly-zero diagonal (torch's cdist² is only ≈ 0 there; methods.md §9.6).
+  an exactly-zero diagonal (torch's cdist² is only ≈ 0 there).
   """
   if y is None:
     x = _as_float(x, "pairwise_sq_dists", "x")
@@ -174,7 +174,7 @@ def _mean_offdiag(total: Array, count: int) -> Array:
 def mean_heuristic_bandwidth(x, y=None) -> Array:
   """M3D's bandwidth h: mean off-diagonal squared distance of the pooled [x; y], `[...]`.
 
-  Carries no gradient (methods.md §3.1); replaced by 1 when all points coincide.
+  Carries no gradient (as in the M3D authors' code); replaced by 1 when all points coincide.
   """
   if y is None:
     x = _as_float(x, "mean_heuristic_bandwidth", "x")

@@ -1,6 +1,6 @@
 """Run outputs: PNG grids of synthetic sets, JSON-lines metrics, terminal progress lines.
 
-Grids follow DM's `save_image` convention (methods.md §2.2): images are de-normalised
+Grids follow DM's `save_image` convention (the DM authors' code): images are de-normalised
 (x·std + mean), clipped to [0, 1], one row per class.
 """
 from __future__ import annotations

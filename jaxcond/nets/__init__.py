@@ -1,4 +1,5 @@
-"""Random feature nets and evaluation architectures (methods.md §1.2, §1.3, §9.1-9.3).
+"""Random feature nets and evaluation architectures (DM, arXiv 2110.04181, and the DM
+authors' networks.py; design in docs/design.md).
 
 All nets are flax.linen modules on NHWC float32 images with PyTorch's default
 initialisation (`torch_init`). The functional API below is what the rest of jaxcond
@@ -214,7 +215,7 @@ def init_variables(model: nn.Module, key: jax.Array, image_shape) -> dict:
   """Fresh PyTorch-default-initialised variables {"params"[, "batch_stats"]}.
 
   Jittable with a traced `key`, so a condensation step can draw its random net inside
-  `jit` (methods.md §1.2, §9.1). Same distribution as `model.init` (whose flax
+  `jit` (docs/benchmarks.md). Same distribution as `model.init` (whose flax
   initializers are the torch ones of `torch_init`), but all weights come from ONE
   U(-1, 1) draw of the total parameter count, cut and scaled per leaf: every separate
   threefry call costs ~0.1-0.4 s of XLA compile time on CPU (per-leaf init of ResNet-18

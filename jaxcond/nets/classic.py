@@ -1,7 +1,7 @@
-"""Cross-architecture evaluation nets of DM's networks.py (methods.md §1.3): MLP, LeNet,
+"""Cross-architecture evaluation nets of DM's networks.py (the DM authors' code): MLP, LeNet,
 AlexNet(-BN) and VGG-11 (instance norm / BN), NHWC, PyTorch default init.
 
-Layouts (methods.md gives only AlexNet's channel sequence; the rest follows DM's
+Layouts (the DM paper gives only the net names; the layouts follow DM's
 networks.py as commonly known, written in our own code):
 
 - MLP: flatten -> Dense 128 -> ReLU -> Dense 128 -> ReLU -> Dense K. Embedding: the

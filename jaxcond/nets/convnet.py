@@ -1,8 +1,9 @@
-"""ConvNet: the condensation network of DM / M3D / DDM (methods.md §1.2).
+"""ConvNet: the condensation network of DM / M3D / DDM (DC, Zhao et al. ICLR 2021, arXiv 2006.05929;
+the DM authors' networks.py).
 
-Its `embed` is the random feature map ψ_θ of DM's objective (methods.md §2.1,
-L = Σ_c ‖mean ψ_θ(A(x^c)) − mean ψ_θ(A(s^c))‖²), also used by M3D's MMD (§3.1) and by
-DDM's content loss, while the per-block taps feed DDM's style losses (§4.2, §4.3).
+Its `embed` is the random feature map ψ_θ of DM's objective (arXiv 2110.04181,
+L = Σ_c ‖mean ψ_θ(A(x^c)) − mean ψ_θ(A(s^c))‖²), also used by M3D's MMD (arXiv 2312.15927)
+and by DDM's content loss, while the per-block taps feed DDM's style losses (arXiv 2412.04748).
 
 Block d (d = 0..depth-1): Conv3x3 (stride 1, padding 1, bias) -> norm -> act -> pool 2x2.
 With a 1-channel input the first conv pads by 3, so a 28x28 image acts as 32x32 (the
@@ -15,7 +16,7 @@ DDM taps (§4.2/4.3, ConvNet_style): per block the conv output (pre-norm) under 
 and the norm output (pre-activation) under "norm"; with norm "none" the two coincide.
 Norms: instance = GroupNorm(C, C); group = GroupNorm(4, C); layer = DM's
 `LayerNorm([C, H, W])` (statistics over H, W, C per sample, elementwise affine [H, W, C]:
-methods.md does not say, DM's networks.py does); batch = BatchNorm2d; none.
+the DM paper does not say, DM's networks.py does); batch = BatchNorm2d; none.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""ResNets for cross-architecture evaluation (methods.md §1.3), NHWC, PyTorch default init.
+"""ResNets for cross-architecture evaluation (DM and IDC protocols), NHWC, PyTorch default init.
 
-Structure choices (methods.md names the nets; the layouts follow DM's networks.py and
+Structure choices (the papers name the nets; the layouts follow DM's networks.py and
 IDC's models/resnet_ap.py as commonly known, written in our own code):
 
 - ResNet-18 / ResNet-18-BN (DM): CIFAR stem Conv3x3 64 (stride 1, padding 1, no bias,

@@ -1,7 +1,7 @@
 """PyTorch-equivalent flax.linen layers: default init, norm eps and BN momentum.
 
 DM, M3D and DDM embed data with *untrained* random networks, so the embedding
-statistics depend on the initialisation (methods.md §1.2 "Initialisation", §9.1).
+statistics depend on the initialisation (the DM authors' code uses PyTorch's defaults).
 PyTorch's defaults are replicated here:
 
 - Conv2d / Linear weight: `kaiming_uniform_(a=sqrt(5))`, i.e. U(-b, b) with
@@ -211,7 +211,7 @@ class InstanceNorm(nn.Module):
 
   Two-pass variance (mean of squared deviations), biased, eps inside the sqrt, then a
   per-channel affine (scale 1, bias 0). Normalising each sample on its own is what makes
-  folding classes into the batch axis exact (methods.md §9.4).
+  folding classes into the batch axis exact (docs/design.md).
   """
   epsilon: float = EPS
 
