@@ -1,7 +1,7 @@
 """Differentiable Siamese Augmentation (DSA) for NHWC image batches.
 
-Implements methods.md §1.4 (Zhao & Bilen, "Dataset Condensation with Differentiable
-Siamese Augmentation", ICML 2021), in the two compositions the methods use:
+Implements DSA (Zhao & Bilen, "Dataset Condensation with Differentiable
+Siamese Augmentation", ICML 2021, arXiv 2102.08259), in the two compositions the methods use:
 
 - policy "dm"  (§1.4a, DM/DDM `DiffAugment`, aug_mode 'S'): each call picks ONE op group
   uniformly among the groups listed in the strategy and applies only that group;
@@ -33,7 +33,7 @@ training evaluation nets) draws one parameter set per image; the op group is sti
 
 Keys: every op draws from `fold_in(key, salt[op])` with a fixed salt per op, and the op choice
 from `fold_in(key, 0)`, so the parameters of an op do not depend on which other ops are listed
-or on the policy.  Choices made where the sources are silent (NOT FOUND in methods.md):
+or on the policy.  Choices made where the sources are silent (not stated in the papers or code):
 - "translate" (IDC only, semantics not specified) is not supported: it raises ConfigError;
 - an op listed twice raises ConfigError (DM would silently double its probability);
 - strategies are case-insensitive; "", "none" and None mean identity;
@@ -68,7 +68,7 @@ _IDC_SINGLE_OPS = ("crop", "scale", "rotate")
 
 @dataclasses.dataclass(frozen=True)
 class DSAParams:
-  """Numeric DSA parameters (DM `ParamDiffAug`, IDC `DiffAug`; methods.md §1.4)."""
+  """Numeric DSA parameters (DM `ParamDiffAug`, IDC `DiffAug`; arXiv 2102.08259)."""
   flip: float = 0.5          # probability of a horizontal flip
   scale: float = 1.2         # sx, sy ~ U[1/scale, scale]
   rotate: float = 15.0       # degrees, angle ~ U[-rotate, rotate]

@@ -1,5 +1,6 @@
 """Coreset baselines: which IPC real images per class a network is trained on instead of a
-condensed set (methods.md §6.1 random / herding / k-center rows, §7.3 `coreset.selector`).
+condensed set (the random / herding / k-center rows of DM's tables, arXiv 2110.04181;
+the DDM authors' `coreset.selector`).
 
 - random: IPC images per class drawn uniformly without replacement from that class.
 - herding (Welling 2009; the iCaRL/DC "herding" baseline): greedy mean matching in a feature
@@ -13,7 +14,7 @@ Feature space: the embedding (`nets.embed`, eval mode) of a randomly initialised
 from the evaluation seed, as in the dataset-condensation literature's coreset rows, or any
 features the caller passes (e.g. of a trained net).
 
-Choices where the sources are silent (NOT FOUND in methods.md):
+Choices where the sources are silent (not stated in the papers or code):
 - distances are squared Euclidean in float64 on the host (numpy); ties go to the lowest index;
 - k-center's first centre is drawn uniformly from the class with the given key (DeepCore's
   `kCenterGreedy` convention); pass `first=` to fix it;

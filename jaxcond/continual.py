@@ -3,7 +3,7 @@
     python -m jaxcond.continual --config experiments/continual.py:fashion_mnist --workdir runs/cl
 
 The DM paper's first application (Zhao & Bilen, WACV 2023, arXiv 2110.04181, §5 "continual
-learning"; methods.md §2.4): the classes arrive in S steps; at each step the real images of
+learning"; the DM authors' CL_DM.py): the classes arrive in S steps; at each step the real images of
 the NEW classes are condensed into `ipc` images per class and added to a memory, and a
 network is trained FROM SCRATCH on the whole memory so far (GDumb, Prabhu et al. ECCV 2020)
 and tested on every class seen so far. Class orders are seeded permutations (the paper uses

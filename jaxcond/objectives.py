@@ -1,15 +1,15 @@
 """Per-class condensation objectives: DM, M3D and DDM's style / diversity terms.
 
 Every loss returns one value per class, shape `[C]` (or the leading axes of its inputs);
-callers sum over classes (DM §2.1 sums, never averages) and mask padded classes.
+callers sum over classes (DM sums, never averages) and mask padded classes.
 
-- `dm_loss`:   DM, methods.md §2.1:  ‖mean_i ψ(x_i) − mean_j ψ(s_j)‖²₂ (linear-kernel MMD²).
-- `m3d_loss`:  M3D, methods.md §3.1:  biased MMD² with the 5-RBF mean-heuristic kernel.
-- DDM (Rahimi Malakshan et al., WACV 2025), methods.md §4.1–4.4:
-  `style_moments_loss` = L_MM (§4.2), `gram_loss` = L_CM (§4.3), `icd_loss` = L_ICD (§4.4),
+- `dm_loss`:   DM, arXiv 2110.04181: ‖mean_i ψ(x_i) − mean_j ψ(s_j)‖²₂ (linear-kernel MMD²).
+- `m3d_loss`:  M3D, arXiv 2312.15927:  biased MMD² with the 5-RBF mean-heuristic kernel.
+- DDM (Rahimi Malakshan et al., WACV 2025, arXiv 2412.04748):
+  `style_moments_loss` = L_MM, `gram_loss` = L_CM, `icd_loss` = L_ICD,
   combined by `ddm_losses` as  L = L_MMD + mm_weight·L_MM + cm_weight·L_CM + icd_weight·L_ICD.
 
-The Dec-2024 DDM code's style accumulator bug (methods.md §4.6 item 4) is NOT reproduced:
+The style accumulator bug of the DDM authors' Dec-2024 code is NOT reproduced:
 here each class contributes its own L_MM exactly once. `legacy_style_accumulation` rebuilds
 the buggy per-class amounts from correct per-class values, for comparison only.
 """

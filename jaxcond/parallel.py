@@ -1,6 +1,6 @@
 """Class-axis parallelism: a 1-D device mesh over classes, padding, multi-host start.
 
-Condensation is independent per class (methods.md §9.4): every class has its own real
+Condensation is independent per class (docs/design.md): every class has its own real
 batch, synthetic images and objective, and only the scalar loss is summed. So the class
 axis `C` of every class-leading array (`[C, ...]`) is sharded over a 1-D mesh with axis
 name `"classes"`, while the random network parameters are replicated. When the device

@@ -1,6 +1,6 @@
 """One condensation iteration of DM / M3D / DDM as a pure, jittable function.
 
-Data path (docs/design.md "Keys", methods.md §2.1, §3.3, §4):
+Data path (docs/design.md "Keys"; DM, M3D and DDM authors' code):
 
   keys (seed, step) ─► random ConvNet (fresh every step; M3D: key of step // ipm)
                     ├► real batch per class (sampled in the jit from the class bank)
@@ -11,9 +11,9 @@ Data path (docs/design.md "Keys", methods.md §2.1, §3.3, §4):
   ─► masked sum ─► grad w.r.t. synthetic pixels (real features under stop_gradient)
   ─► SGD with momentum ─► new state
 
-Objectives: DM (methods.md §2.1, ‖mean φ(real) − mean φ(syn)‖² per class, summed), M3D
-(§3.1, biased MMD² with the multi-bandwidth gaussian kernel), DDM (§4.4 "paper" objective
-L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD).
+Objectives: DM (arXiv 2110.04181, ‖mean φ(real) − mean φ(syn)‖² per class, summed), M3D
+(arXiv 2312.15927, biased MMD² with the multi-bandwidth gaussian kernel), DDM
+(arXiv 2412.04748, "paper" objective L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD).
 
 Stepping. DM/DDM (and M3D `step_mode="joint"`) take one SGD step on the summed loss.
 M3D as published (`step_mode="per_class"`, §3.3) steps once per class inside the class loop,

@@ -1,8 +1,8 @@
 """Synthetic-set parameterisation: initialisation, multi-formation decoding, pixel spaces.
 
-Implements methods.md §3.2 (IDC "multi-formation", used by M3D as "Factor & Up-sampling"),
-§2.2 / §9.7 (DM initialisation and pixel spaces) and §1.6 (hard labels: every decoded image
-keeps the label of its stored image).
+Implements IDC's "multi-formation" (Kim et al. ICML 2022, arXiv 2205.14959; used by M3D as
+"Factor & Up-sampling"), DM's initialisation and pixel spaces (the DM authors' code) and hard
+labels (every decoded image keeps the label of its stored image).
 
 - A stored image [H, W] with factor f is an f×f grid of cells of side ceil(H/f) × ceil(W/f);
   when H (or W) is not divisible by f the image is padded with 0.5 on the bottom (right).

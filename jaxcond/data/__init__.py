@@ -1,4 +1,4 @@
-"""Real data for condensation (methods.md §1.1): registry, file/TFDS readers, device bank, stream.
+"""Real data for condensation (papers' datasets): registry, file/TFDS readers, device bank, stream.
 
 Two paths deliver the same thing, uint8 real batches `[C, batch_real, H, W, ch]` with the
 class axis sharded over the mesh:

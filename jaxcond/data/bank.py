@@ -1,7 +1,7 @@
 """Device-resident class bank: real images as uint8, bucketed by class, sharded by class.
 
 DM/M3D/DDM draw, every iteration and for every class c, a fresh batch of real images of
-class c (methods.md §2.2 `get_images(c, batch_real)`, §3.3). Here that draw happens inside
+class c (DM and M3D authors' code, `get_images(c, batch_real)`). Here that draw happens inside
 the jitted step: the training set sits on device as `images[C, M, H, W, ch]` (M = largest
 class, shorter classes zero-padded, `counts[C]` real images each) and `sample_real` picks
 `batch` distinct indices per class from the key `fold_in(key, class_id)`.
@@ -224,7 +224,7 @@ def sample_real(bank: ClassBank, key: jax.Array, batch: int) -> jax.Array:
 
 
 def normalize(x: jax.Array, mean, std) -> jax.Array:
-  """uint8 -> float32 (x / 255 - mean) / std per channel (methods.md §1.1); fuses into the step."""
+  """uint8 -> float32 (x / 255 - mean) / std per channel (as DM's code); fuses into the step."""
   mean = jnp.asarray(mean, jnp.float32).reshape(-1)
   std = jnp.asarray(std, jnp.float32).reshape(-1)
   ch = x.shape[-1]

@@ -1,7 +1,7 @@
 """The 1000 ImageNet-1K (ILSVRC-2012) synset ids in class-index order.
 
 Class index i of ImageNet-1K is the i-th WordNet id in sorted order; this is the order of
-torchvision ImageFolder, TFDS `imagenet2012` and the integer class-ID lists of methods.md §1.1.
+torchvision ImageFolder, TFDS `imagenet2012` and the integer class-ID lists in data/registry.py.
 Copied from the label file that ships with tensorflow-datasets (datasets/imagenet2012/labels.txt).
 """
 

@@ -1,4 +1,4 @@
-"""Readers for the standard distribution files of the datasets in methods.md §1.1.
+"""Readers for the standard distribution files of the datasets the papers use.
 
 Each reader returns host numpy arrays: images uint8 [N, H, W, ch] (NHWC) and labels int32 [N],
 and raises a one-line `DataError` that names the file and the problem for bad input.
@@ -13,7 +13,7 @@ Formats:
 - ImageFolder trees `<split>/<class>/**/*.jpg` (TinyImageNet's `val/images` +
   `val_annotations.txt` too), as a folder or straight from a `.tar(.gz)` / `.zip` archive.
   Images are resized (shorter side, bilinear) and center-cropped like torchvision's
-  `Resize(r)` + `CenterCrop(r)` (methods.md §1.1 ImageNet preprocessing).
+  `Resize(r)` + `CenterCrop(r)` (the IDC / M3D ImageNet preprocessing).
 - scikit-learn `digits` (always offline; see registry for the uint8 rescaling and split).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset registry: classes, resolution, channels and normalisation constants (methods.md §1.1).
+"""Dataset registry: classes, resolution, channels and normalisation constants (DM / IDC code).
 
 Every dataset the papers use has one entry here; nothing in this module touches files.
 Constants come from §1.1 (DM's `utils.get_dataset`), the ImageNet subset class-ID lists
@@ -46,7 +46,8 @@ CIFAR100_CLASSES = (
     "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
     "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm")
 
-# methods.md §1.1 (MTT utils.Config): ImageNet-1K class indices of the 128 px subsets.
+# MTT's utils.Config (Cazenavette et al., CVPR 2022): ImageNet-1K class indices of the
+# 128 px subsets.
 IMAGENET_SUBSETS = {
     "imagenette": (0, 217, 482, 491, 497, 566, 569, 571, 574, 701),
     "imagewoof": (193, 182, 258, 162, 155, 167, 159, 273, 207, 229),
@@ -76,7 +77,7 @@ class DatasetInfo:
   """Static facts about one dataset.
 
   `image_shape` is (H, W, ch) of what the loaders return; `mean`/`std` are per channel in
-  [0, 1] units (methods.md §1.1). `class_names` is None where names come from the data
+  [0, 1] units (as in the DM authors' code). `class_names` is None where names come from the data
   (TinyImageNet: the WordNet ids of its folders). `imagenet_ids` are ImageNet-1K class
   indices for ImageNet-derived datasets, else None. The remaining fields are extensions:
   `tfds_name` (TFDS builder, None if TFDS has none), `num_train`/`num_test` (documented split
@@ -189,7 +190,7 @@ _WNID_INDEX = {w: i for i, w in enumerate(IMAGENET_WNIDS)}
 
 def get_info(name: str, *, resolution: Optional[int] = None,
              class_list=None) -> DatasetInfo:
-  """Registry lookup (methods.md §1.1).
+  """Registry lookup (datasets of the DM / M3D / DDM papers).
 
   resolution: side length for resizable datasets (ImageNet-derived, TinyImageNet);
     defaults 128 (MTT subsets), 224 (ImageNet-10/100, IDC), 64 (ImageNet-1K, TinyImageNet).

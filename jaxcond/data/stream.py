@@ -1,6 +1,6 @@
 """Streaming path: class-balanced real batches for data that do not fit device memory.
 
-Same contract as `bank.sample_real` (methods.md §2.2 / §3.3: `batch_real` fresh images of
+Same contract as `bank.sample_real` (DM / M3D authors' code: `batch_real` fresh images of
 every class each iteration): every step yields uint8 `[slots_on_this_host, batch, H, W, ch]`
 on the devices, with the class axis sharded like the bank, so the condense step cannot tell
 which path produced its batch. Dummy slots (`pad_to`) are zeros with class_id -1.

@@ -1,7 +1,7 @@
-"""TFDS ArrayRecord sources, read without TensorFlow (jax-stack.md §1 "TFDS without TensorFlow").
+"""TFDS ArrayRecord sources, read without TensorFlow (see docs/data.md).
 
 `tfds.data_source` gives random access to a prepared ArrayRecord dataset. Images are read
-with `SkipDecoding` and decoded here with Pillow (resize + center crop, methods.md §1.1), so
+with `SkipDecoding` and decoded here with Pillow (resize + center crop, as for IDC / M3D), so
 a label scan never decodes an image and ImageNet can be resized on the fly.
 
 tensorflow_datasets is imported inside the functions only: `import jaxcond.data` stays light.
