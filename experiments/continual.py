@@ -12,7 +12,7 @@ Any field can also be overridden with `--config.<field>=value`, e.g.
 "('dm','random')"`.
 
 Settings:
-- `cifar100`: the DM paper's (arXiv 2110.04181 §5, methods.md §2.4): CIFAR-100, ConvNet-3,
+- `cifar100`: the DM paper's (arXiv 2110.04181 §5, CL_DM.py of its code): CIFAR-100, ConvNet-3,
   20 images per class, 5 steps (or `steps=10`), 5 class orders (seeds 0-4), memories DM /
   M3D / DDM / random / herding, each method with its paper condensation defaults, and the
   DM evaluation protocol (1000 epochs, lr 0.01, DSA) for every memory. CHOICE (NOT FOUND):

@@ -8,7 +8,7 @@ $JAXCOND_DATA_DIR/imagenet, or a prepared TFDS imagenet2012; only the 10 classes
   python -m jaxcond.condense --config experiments/imagenet10.py:method=dm,ipc=10 --workdir runs/in10_dm_ipc10
   CPU smoke run (needs the data): experiments/imagenet10.py:method=m3d,ipc=1,runlocal
 
-Settings (methods.md §1.1, §3.4, §5.2):
+Settings (IDC arXiv 2205.14959 protocol; M3D arXiv 2312.15927 and its code's config):
 - classes: IDC `misc/class100.txt`, first 10 (the registry's imagenet10; docs/data.md says
   which list ships and how to pass another with `class_list`);
 - 224×224, Resize + CenterCrop; condensation and evaluation net ResNetAP-10 (instance norm),
@@ -58,7 +58,7 @@ min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
   eval.beta                1.0                                  1.0                           = dm
   eval.eval_every_epochs   ·                                    500                           ·
 
-Reported accuracies (%, ResNetAP-10, IDC protocol, methods.md §6): IDC IPC 10 / 20 =
+Reported accuracies (%, ResNetAP-10, IDC protocol, arXiv 2205.14959): IDC IPC 10 / 20 =
 72.8 / 76.6. M3D: NOT FOUND in our sources (the abstract claims it surpasses IDC on
 high-resolution ImageNet; see arXiv 2312.15927 Table 2).
 """

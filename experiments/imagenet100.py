@@ -7,7 +7,7 @@ multi-process run reads only the classes on its devices):
   python -m jaxcond.condense --config experiments/imagenet100.py:method=m3d,ipc=20 --workdir runs/in100_m3d_ipc20
   python -m jaxcond.condense --config experiments/imagenet100.py:method=dm,ipc=10 --workdir runs/in100_dm_ipc10
 
-Settings (methods.md §1.1, §3.4, §5.2):
+Settings (IDC arXiv 2205.14959 protocol; M3D arXiv 2312.15927 and its code's config):
 - classes: IDC `misc/class100.txt` (the registry's imagenet100; docs/data.md);
 - 224×224, Resize + CenterCrop; condensation and evaluation net ResNetAP-10 (instance norm);
 - M3D (default method): the method defaults, as for ImageNet-10. M3D condenses ImageNet-100
@@ -53,7 +53,7 @@ min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
   eval.beta                1.0                                  1.0                           = dm
   eval.eval_every_epochs   ·                                    500                           ·
 
-Reported accuracies (%, ResNetAP-10, IDC protocol, methods.md §6): IDC IPC 10 / 20 =
+Reported accuracies (%, ResNetAP-10, IDC protocol, arXiv 2205.14959): IDC IPC 10 / 20 =
 46.7 / 53.7. M3D: NOT FOUND in our sources (arXiv 2312.15927 Table 2).
 """
 from jaxcond import configs

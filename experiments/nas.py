@@ -10,8 +10,8 @@ Args: the setting (`cifar10` | `fashion_mnist` | `runlocal`), then optionally `i
 
 Settings:
 - `cifar10`: the papers' search (DC arXiv 2006.05929 §3.3 and DM arXiv 2110.04181 §5; the
-  grid and epochs are from the DC paper's text as we read it, NOT checked against code:
-  methods.md has no NAS section): 720 ConvNets = depth {1,2,3,4} x width {32,64,128,256} x
+  grid and epochs are from the DC paper's text as we read it, NOT checked against code):
+  720 ConvNets = depth {1,2,3,4} x width {32,64,128,256} x
   act {sigmoid, relu, leakyrelu} x norm {none, batch, layer, instance, group} x pool {none,
   max, avg}; proxies of 50 images per class (DM condensed with its paper defaults, random),
   each trained 200 epochs; early stopping = the same number of SGD iterations on the whole
