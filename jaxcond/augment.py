@@ -3,9 +3,9 @@
 Implements DSA (Zhao & Bilen, "Dataset Condensation with Differentiable
 Siamese Augmentation", ICML 2021, arXiv 2102.08259), in the two compositions the methods use:
 
-- policy "dm"  (§1.4a, DM/DDM `DiffAugment`, aug_mode 'S'): each call picks ONE op group
+- policy "dm"  (DM/DDM `DiffAugment`, aug_mode 'S'): each call picks ONE op group
   uniformly among the groups listed in the strategy and applies only that group;
-- policy "idc" (§1.4b, IDC/M3D `DiffAug`): flip (if listed), then color (if listed), then
+- policy "idc" (IDC/M3D `DiffAug`): flip (if listed), then color (if listed), then
   exactly one op drawn among the listed crop/scale/rotate, then cutout (if listed).
 
 Ops (defaults in `DSAParams`):

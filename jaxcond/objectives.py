@@ -34,7 +34,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def dm_loss(real_feats, syn_feats) -> Array:
-  """DM's per-class loss ‖mean(real) − mean(syn)‖², summed over features (§2.1).
+  """DM's per-class loss ‖mean(real) − mean(syn)‖², summed over features.
 
   real_feats `[C, n, d]`, syn_feats `[C, m, d]` -> `[C]`. Equals `mmd2(..., kernel="linear")`
   (biased); real features should be detached by the caller.
@@ -47,7 +47,7 @@ def dm_loss(real_feats, syn_feats) -> Array:
 def m3d_loss(real_feats, syn_feats, *, kernel: str = "gaussian", **mmd_kw) -> Array:
   """M3D's per-class loss: biased MMD² between real `[C, n, d]` and syn `[C, m, d]` -> `[C]`.
 
-  §3.1: M3D's default is the gaussian 5-RBF kernel with the pooled mean-heuristic bandwidth
+  M3D's default is the gaussian 5-RBF kernel with the pooled mean-heuristic bandwidth
   (no gradient through it). `mmd_kw` goes to `jaxcond.mmd.mmd2` (estimator, multipliers,
   bandwidths, degree, coef0); the estimator defaults to M3D's biased V-statistic.
   """
@@ -125,7 +125,7 @@ def _sq_term(syn: Array, real: Array, relative: bool) -> Array:
 
 def style_moments_loss(real_taps, syn_taps, *, mode: str = "batchavg", relative: bool = False,
                        ddof: Optional[int] = None) -> Array:
-  """DDM's moments-matching style loss L_MM per class (§4.2) -> `[C]`.
+  """DDM's moments-matching style loss L_MM per class (arXiv 2412.04748) -> `[C]`.
 
   real_taps / syn_taps: lists (one entry per layer) of NHWC maps `[C, n, h, w, c]` /
   `[C, m, h, w, c]`. For each layer l, with μ, σ the channel-wise spatial mean and
@@ -171,7 +171,7 @@ def _mean_gram(f: Array) -> Array:
 
 
 def gram_loss(real_taps, syn_taps) -> Array:
-  """DDM's correlation-matching style loss L_CM per class (§4.3) -> `[C]`.
+  """DDM's correlation-matching style loss L_CM per class (arXiv 2412.04748) -> `[C]`.
 
   Per sample G = FᵀF/(c·h·w) (c×c, F the h·w×c map), averaged over the batch on each side;
   d_l = ‖G_syn − G_real‖²_F (sum of squares, torch MSELoss(reduction='sum')); L_CM = mean_l d_l.
@@ -184,7 +184,7 @@ def gram_loss(real_taps, syn_taps) -> Array:
 
 
 def legacy_style_accumulation(per_class_style, num_layers: int) -> Array:
-  """Per-class amounts the Dec-2024 DDM code adds for style, for comparison only (§4.6.4).
+  """Per-class amounts the Dec-2024 DDM code adds for style, for comparison only.
 
   That code keeps one accumulator S across the class loop: S ← (S + Σ_l d_l(c)) / L and adds
   S after every class. With s_c = L_MM(c) = (1/L)·Σ_l d_l(c) (what `style_moments_loss`
@@ -213,7 +213,7 @@ def legacy_style_accumulation(per_class_style, num_layers: int) -> Array:
 
 
 def icd_k(ipc: int) -> int:
-  """The kNN size of L_ICD: round(0.2·ipc) clipped to [1, ipc − 1] (DDM re-release, §4.4).
+  """The kNN size of L_ICD: round(0.2·ipc) clipped to [1, ipc − 1] (DDM re-release).
 
   0.2·ipc is never exactly x.5 for integer ipc, so the rounding mode does not matter.
   ICD is undefined below ipc = 2 (no other same-class sample): ConfigError.
@@ -227,7 +227,7 @@ def icd_k(ipc: int) -> int:
 
 
 def icd_loss(syn_feats, k: int) -> Array:
-  """DDM's intra-class diversity loss L_ICD per class (§4.4, paper/KL form) -> `[C]`.
+  """DDM's intra-class diversity loss L_ICD per class (paper/KL form) -> `[C]`.
 
   syn_feats `[C, m, d]`. For each sample f_i: its k nearest *other* samples of the same
   class (squared Euclidean distance, self excluded by an infinite diagonal, indices from
@@ -269,14 +269,14 @@ def ddm_losses(real_feats, syn_feats, real_taps=None, syn_taps=None, *,
                mm_weight: float = 1e4, cm_weight: float = 0.0, icd_weight: float = 10.0,
                k: Optional[int] = None, style_mode: str = "batchavg",
                style_relative: bool = False) -> dict:
-  """All DDM terms per class (§4.1–4.4): {"dm", "mm", "cm", "icd", "total"}, each `[C]`.
+  """All DDM terms per class (arXiv 2412.04748): {"dm", "mm", "cm", "icd", "total"}, each `[C]`.
 
   total = dm + mm_weight·mm + cm_weight·cm + icd_weight·icd. The other entries are the
   unweighted per-class terms; a term whose weight is the Python number 0 is not computed
   and reported as zeros (its taps may then be None). Defaults are DDM-rel's "paper" config
-  (`configs/paper/_base.yaml`, §4.4): L_MMD + 1e4·L_MM + 10·L_ICD(kl), batchavg moments,
-  k = icd_k(ipc), correlation matching off (the paper's §4.1 includes L_CM: set cm_weight;
-  the README runs used style_ratio 1e4). The paper's own α, β, λ, k are NOT FOUND (§10).
+  (`configs/paper/_base.yaml`): L_MMD + 1e4·L_MM + 10·L_ICD(kl), batchavg moments,
+  k = icd_k(ipc), correlation matching off (the paper's objective includes L_CM: set cm_weight;
+  the README runs used style_ratio 1e4). The paper's own α, β, λ, k are not stated.
   The DDM-2024 style accumulator bug is not reproduced (see `legacy_style_accumulation`).
   """
   dm = dm_loss(real_feats, syn_feats)

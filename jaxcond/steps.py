@@ -16,7 +16,7 @@ Objectives: DM (arXiv 2110.04181, ‖mean φ(real) − mean φ(syn)‖² per cla
 (arXiv 2412.04748, "paper" objective L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD).
 
 Stepping. DM/DDM (and M3D `step_mode="joint"`) take one SGD step on the summed loss.
-M3D as published (`step_mode="per_class"`, §3.3) steps once per class inside the class loop,
+M3D as published (`step_mode="per_class"`) steps once per class inside the class loop,
 with one momentum buffer for the whole synthetic tensor. Because SGD+momentum is elementwise
 and class c's loss only has gradient on class c's pixels, the C sequential steps decouple:
 at its turn (position p = its global class id) class c's pixels have received p
@@ -145,7 +145,7 @@ def _safe_ids(class_ids):
 
 def _normalize_pixels(x, s: StepSettings):
   """Optimisation space -> network input. Unit space: (x − mean)/std without clipping
-  (the clamp happens once per iteration on the stored pixels, §3.3 / §9.7)."""
+  (the clamp happens once per iteration on the stored pixels, as in M3D's code)."""
   if s.space == "normalized":
     return x
   mean = jnp.asarray(s.mean, jnp.float32)
@@ -238,7 +238,7 @@ def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings
 
 
 def random_net_variables(model, step, s: StepSettings):
-  """Fresh PyTorch-init net; DM/DDM: new every step; M3D: new every `ipm` steps (§3.3)."""
+  """Fresh PyTorch-init net; DM/DDM: new every step; M3D: new every `ipm` steps."""
   key = rng.step_key(s.seed, step // s.ipm, rng.NET)
   return nets.init_variables(model, key, s.image_shape)
 
@@ -504,7 +504,7 @@ def make_bank_step(s: StepSettings, sample_real: Callable, sharding_fn=None,
 
 
 def m3d_sequential_step(s: StepSettings, model=None) -> Callable:
-  """Literal M3D iteration (§3.3): `lax.scan` over classes, each class's loss
+  """Literal M3D iteration (the M3D authors' code): `lax.scan` over classes, each class's loss
   back-propagated and the optimiser stepped inside the loop with shared momentum state.
 
   Reference for tests (unsharded; C forwards of one class each):

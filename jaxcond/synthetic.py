@@ -142,7 +142,7 @@ def resize_nearest(x, out_hw: tuple[int, int]):
 
 
 def decode(x, factor: int):
-  """Multi-formation decoding (§3.2): [..., N, H, W, ch] -> [..., N·f², H, W, ch]; f=1 identity."""
+  """Multi-formation decoding (IDC): [..., N, H, W, ch] -> [..., N·f², H, W, ch]; f=1 identity."""
   factor = _check_factor(factor)
   x = jnp.asarray(x)
   if x.ndim < 4:
@@ -173,7 +173,7 @@ def _distinct_indices(key, class_ids, n: int, k: int):
 
 def init_images(key, real, ipc: int, *, method: str = "real", factor: int = 1,
                 space: str = "normalized", class_ids=None) -> jax.Array:
-  """Initial synthetic set [C, ipc, H, W, ch] (§2.2 DM, §3.2 M3D).
+  """Initial synthetic set [C, ipc, H, W, ch] (DM and M3D authors' code).
 
   real: [C, n, H, W, ch] float images already in `space`.
   - "real": ipc distinct random real images of each class (DM; IDC/M3D "random").

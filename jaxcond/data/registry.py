@@ -1,8 +1,8 @@
 """Dataset registry: classes, resolution, channels and normalisation constants (DM / IDC code).
 
 Every dataset the papers use has one entry here; nothing in this module touches files.
-Constants come from §1.1 (DM's `utils.get_dataset`), the ImageNet subset class-ID lists
-from MTT (§1.1), ImageNet-100 from the CMC list (see `IMAGENET100_IDS`).
+Constants come from DM's code (`utils.get_dataset`), the ImageNet subset class-ID lists
+from MTT, ImageNet-100 from the CMC list (see `IMAGENET100_IDS`).
 
 Choices (not fixed by the papers):
 - `digits` (scikit-learn `load_digits`): values 0..16 are rescaled to uint8 with

@@ -287,7 +287,7 @@ def embed(model: nn.Module, variables: dict, x: jax.Array, *, train: bool = Fals
   """Features [N, d] (the classifier's input), or (feats, {"conv": [...], "norm": [...]}).
 
   train=True uses batch statistics in BN nets (as DM's condensation does) and discards
-  the statistic updates. Taps are per-block NHWC maps for DDM style matching (§4.2/4.3);
+  the statistic updates. Taps are per-block NHWC maps for DDM style matching (arXiv 2412.04748);
   they are only built when asked for.
   """
   (feats, tap_maps), _ = _apply(model, variables, x, train, True, taps)

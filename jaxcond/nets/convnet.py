@@ -12,7 +12,7 @@ output of the last block; the classifier is one Dense(num_classes). Feature dim 
 width * (H'/2^d) * (W'/2^d) with H' = H + 4 for 1-channel inputs, H otherwise
 (CIFAR d=3 -> 2048, MNIST d=3 -> 2048, 64px d=4 -> 2048, 128px d=5 -> 2048).
 
-DDM taps (§4.2/4.3, ConvNet_style): per block the conv output (pre-norm) under "conv"
+DDM taps (DDM code's ConvNet_style): per block the conv output (pre-norm) under "conv"
 and the norm output (pre-activation) under "norm"; with norm "none" the two coincide.
 Norms: instance = GroupNorm(C, C); group = GroupNorm(4, C); layer = DM's
 `LayerNorm([C, H, W])` (statistics over H, W, C per sample, elementwise affine [H, W, C]:
