@@ -47,11 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 from jaxcond import cli, configs
 from jaxcond.errors import ConfigError, JaxcondError

@@ -21,7 +21,6 @@ M3D, arXiv 2312.15927; DDM, arXiv 2412.04748).
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -453,7 +452,7 @@ def _synthetic_set(x_host, s, info, steps_done: int):
 
 def _export(paths, x_host, s, info, config, is_main) -> str:
   """Writes synthetic.npz (`jaxcond.synthetic_io` format) and the final PNG grid."""
-  from jaxcond import report, steps, synthetic_io  # pylint: disable=g-import-not-at-top
+  from jaxcond import report, synthetic_io  # pylint: disable=g-import-not-at-top
   if not is_main:
     return paths["synthetic"]
   sset = _synthetic_set(x_host, s, info, config.steps)

@@ -150,7 +150,6 @@ def condense_classes(cfg, info, images, labels, classes, *, seed: int,
   info dict). The same settings (`configs.step_settings`), initialisation and jitted bank
   step as `jaxcond.condense.run`, on a bank of these classes only; no checkpoints inside
   (the step's memory is the unit of resumption). Decoded images for factor > 1 (M3D)."""
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jaxcond import configs, data, steps  # pylint: disable=g-import-not-at-top
   classes = [int(c) for c in classes]

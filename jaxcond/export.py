@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxcond import synthetic_io
-from jaxcond.errors import ConfigError, DataError, JaxcondError
+from jaxcond.errors import ConfigError, DataError
 
 FORMATS = ("imagefolder", "dcbench")
 

@@ -199,7 +199,6 @@ def save_set_grid(path: str | os.PathLike, sset, *, title: str | None = None,
   (M3D/IDC factor > 1, arXiv 2205.14959 §3) are shown decoded, the images networks train
   on (`which="stored"` shows the stored ones). Writes one PNG, or `_pNN` pages when the
   classes need more than one; returns the paths written (stale pages are removed)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   pixels = sset.pixels(which)
   labels = sset.y if which == "train" else sset.stored_y
   per_class = [pixels[labels == c] for c in range(sset.num_classes)]
