@@ -460,7 +460,9 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
     else:
       buf = _momentum_buffer(state["opt"])
       mu, lr = s.momentum, s.lr
-      pos = _safe_ids(class_ids)
+      # p = the class's slot (its turn in the sweep over classes), not its class id:
+      # a bank of a class subset (continual learning) has ids beyond num_classes.
+      pos = jnp.minimum(jnp.arange(class_ids.shape[0], dtype=jnp.int32), s.num_classes - 1)
       before = _geometric(mu, pos).reshape(bshape)           # p momentum-only steps
       after = _geometric(mu, s.num_classes - 1 - pos).reshape(bshape)
       if buf is None:                                         # momentum 0: plain SGD
@@ -508,7 +510,7 @@ def m3d_sequential_step(s: StepSettings, model=None) -> Callable:
   back-propagated and the optimiser stepped inside the loop with shared momentum state.
 
   Reference for tests (unsharded; C forwards of one class each):
-  `fn(state, real_u8, class_ids, step) -> state`. Requires class_ids = arange(C).
+  `fn(state, real_u8, class_ids, step) -> state`; classes take their turns in slot order.
   """
   model = model if model is not None else make_model(s)
   opt = optimizer(s)
