@@ -2,7 +2,7 @@
 
     python -m jaxcond.condense --config experiments/quickstart.py --workdir runs/quickstart
     python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 \\
-        --workdir runs/c10_m3d_10 --config.steps=2000
+        --workdir runs/c10_m3d_10 --r.steps=2000
 
 The same as a library call (notebooks): `jaxcond.condense.run(config, workdir)`.
 
@@ -72,8 +72,8 @@ def _data():
   return data
 
 
-def _load_split(config, split: str, classes=None):
-  ds = config.dataset
+def _load_split(ds, split: str, classes=None):
+  """ds: `configs.DataSettings`."""
   return _data().load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
                             resolution=ds.resolution or None, holdout=int(ds.holdout),
                             classes=None if classes is None else [int(c) for c in classes])
@@ -88,18 +88,19 @@ def _global_counts(labels, info, local_ids) -> np.ndarray:
   return parallel.host_allgather(mine).sum(axis=0)
 
 
-def _check_resume(meta: dict, config, workdir: str, step: int) -> None:
+def _check_resume(meta: dict, r, workdir: str, step: int) -> None:
+  """r: `configs.RunSettings` (its trajectory is what a resumed run must match)."""
   saved = meta.get("trajectory", {})
-  now = configs.trajectory_dict(config)
+  now = dict(r.trajectory)
   diff = configs.differing_fields(json.loads(json.dumps(saved)), json.loads(json.dumps(now)))
   if diff:
     f = diff[0]
     raise ConfigError(
         f"{f}: {workdir} holds a checkpoint (step {step}) made with {f}={saved.get(f)!r}, "
         f"not {now.get(f)!r}; use another --workdir or delete {workdir}/checkpoints")
-  if step > config.steps:
+  if step > r.steps:
     raise ConfigError(f"steps: {workdir}/checkpoints is already at step {step} > "
-                      f"steps={config.steps}; use another --workdir")
+                      f"steps={r.steps}; use another --workdir")
 
 
 def _fetch_metrics(pending: list) -> list[tuple[int, dict]]:
@@ -138,40 +139,44 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   info = registry.get_info(config.dataset.name,
                            resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)
+  # Past this block the run reads frozen settings, not the ConfigDict (which is only
+  # planned from and written to DIR/config.json).
   s = configs.step_settings(config, info)
+  r = configs.RunSettings.from_config(config)
+  d = configs.DataSettings.from_config(config)
+  e = _eval_settings(config) if r.eval_num_nets else None
   model = steps.make_model(s)
 
   multiprocess = jax.process_count() > 1
   is_main = jax.process_index() == 0
-  mesh = parallel.make_mesh(config.num_devices)
+  mesh = parallel.make_mesh(r.num_devices)
   num_classes = info.num_classes
   c_pad = parallel.padded_num_classes(num_classes, mesh)
   local_ids = parallel.local_classes(num_classes, mesh)
-  printer = report.Printer(quiet=config.quiet, enabled=is_main, stream=log)
+  printer = report.Printer(quiet=r.quiet, enabled=is_main, stream=log)
   # Chunk sizes from the memory budget, checked by compiling the step from shapes only:
   # a config that cannot fit fails here, before any data is read (jaxcond.plan).
   planned = plan_lib.make_plan(
       config, s, mesh, depth=int(info.max_per_class or 2 * max(s.batch_real, s.ipc * s.factor ** 2)),
-      streaming=bool(config.dataset.streaming), log=printer)
+      streaming=d.streaming, log=printer)
   s = planned.settings
 
   t_start = time.perf_counter()
   data = _data()
-  ds = config.dataset   # which files these are (MNIST vs Fashion-MNIST...), before loading
-  identity = data.dataset_identity(ds.name, "train", source=ds.source or "auto",
-                                   path=ds.path or None, resolution=ds.resolution or None)
+  # which files these are (MNIST vs Fashion-MNIST...), before loading
+  identity = data.dataset_identity(d.name, "train", source=d.source or "auto",
+                                   path=d.path or None, resolution=d.resolution or None)
   sharding5 = parallel.class_sharding(mesh, 5)
   bank = index = None
-  if config.dataset.streaming:
+  if d.streaming:
     # Real batches are read from disk every step (jaxcond.data.ClassStream, grain); the
     # index only lists files, and each process reads only the classes of its slots.
-    ds = config.dataset
-    index = data.make_index(ds.name, "train", source=ds.source or "auto",
-                            path=ds.path or None, resolution=ds.resolution or None)
+    index = data.make_index(d.name, "train", source=d.source or "auto",
+                            path=d.path or None, resolution=d.resolution or None)
     counts = np.asarray(index.counts)
     configs.validate_counts(config, counts, info.class_names)
   else:
-    images, labels = _load_split(config, "train", local_ids if multiprocess else None)
+    images, labels = _load_split(d, "train", local_ids if multiprocess else None)
     counts = _global_counts(labels, info, local_ids)
     configs.validate_counts(config, counts, info.class_names)
     # Slot i of the padded class axis holds class i; dummy slots (-1) come last. Each
@@ -189,14 +194,14 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   syn_sharding = sharding(5)
   state_shardings = plan_lib.state_shardings(s, mesh)
-  ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(paths["checkpoints"], max_to_keep=r.keep_checkpoints)
   stream = None
   try:
     start = ckpt.latest_step() or 0
     state = None
     if start:
       meta = ckpt.restore_meta(start)
-      _check_resume(meta, config, workdir, start)
+      _check_resume(meta, r, workdir, start)
       abstract = jax.eval_shape(
           lambda: steps.init_state(s, jnp.zeros((c_pad, s.ipc) + tuple(info.image_shape))))
       abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
@@ -216,17 +221,17 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
           if os.path.exists(p):
             os.remove(p)
       if bank is not None:
-        init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
+        init_fn = jax.jit(steps.init_synthetic(s, r.init, data.sample_real),
                           out_shardings=syn_sharding)
         syn = init_fn(bank)
       else:
-        init_stream = data.ClassStream(index, batch=steps.init_count(s, config.synthetic.init),
+        init_stream = data.ClassStream(index, batch=steps.init_count(s, r.init),
                                        seed=s.seed, pad_to=c_pad, sharding=sharding5)
         # A step index no training step uses, so the init images are an independent draw.
         real0 = init_stream.batch_at(_INIT_STREAM_STEP)
         real0 = parallel.global_from_local(real0, mesh, (c_pad,) + real0.shape[1:])
         ids = init_stream.device_fields()[1]
-        syn = jax.jit(steps.init_from_real(s, config.synthetic.init),
+        syn = jax.jit(steps.init_from_real(s, r.init),
                       out_shardings=syn_sharding)(real0, ids)
       state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(syn)
 
@@ -234,26 +239,26 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
       _write_config_json(paths["config"], config, info, mesh, start, t_data,
                          identity=identity)
 
-    if start < config.steps:   # the first compile is a silent minute on small CPUs
+    if start < r.steps:   # the first compile is a silent minute on small CPUs
       printer(f"compiling the {s.method} step ({num_classes} classes, data loaded in "
               f"{t_data:.1f}s) ...")
     t0 = time.perf_counter()
     if bank is not None:
       jitted = plan_lib.build_step(s, mesh, model=model)
       compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
-          if start < config.steps else None
+          if start < r.steps else None
       advance = lambda state, step: compiled(state, bank, jnp.int32(step))
     else:
       stream = data.ClassStream(index, batch=s.batch_real, seed=s.seed, pad_to=c_pad,
                                 sharding=sharding5, start_step=start,
-                                num_steps=max(config.steps - start, 1))
+                                num_steps=max(r.steps - start, 1))
       stream_ids = stream.device_fields()[1]
       jitted = plan_lib.build_step(s, mesh, streaming=True, model=model)
       real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
                                        jnp.uint8, sharding=sharding5)
       compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
-          if start < config.steps else None
-      batches = iter(stream) if start < config.steps else None
+          if start < r.steps else None
+      batches = iter(stream) if start < r.steps else None
 
       def advance(state, step):
         got, real = next(batches)
@@ -262,7 +267,7 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
         return compiled(state, real, stream_ids, jnp.int32(step))
     t_compile = time.perf_counter() - t0
     printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
-            f"(factor {s.factor}), {config.steps} steps, {mesh.size} device(s) "
+            f"(factor {s.factor}), {r.steps} steps, {mesh.size} device(s) "
             f"[{jax.devices()[0].platform}], {jax.process_count()} process(es); "
             f"data {t_data:.1f}s, compile {t_compile:.1f}s")
 
@@ -312,14 +317,14 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
                 "step_time_s": step_time, "images_per_s": ips}
       metrics_log.write(record)
       terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
-      printer(report.progress_line(step_now, config.steps, mean["loss"], ips,
-                                   step_time * (config.steps - step_now), terms))
+      printer(report.progress_line(step_now, r.steps, mean["loss"], ips,
+                                   step_time * (r.steps - step_now), terms))
 
     def save(step_now: int) -> None:
       nonlocal last_good
       check()
-      ckpt.save(step_now, state, {"step": step_now, "config_hash": configs.config_hash(config),
-                                  "trajectory": configs.trajectory_dict(config),
+      ckpt.save(step_now, state, {"step": step_now, "config_hash": r.config_hash,
+                                  "trajectory": dict(r.trajectory),
                                   "versions": _versions()})
       last_good = step_now
       _save_grid(os.path.join(paths["images"], f"step_{step_now:07d}.png"), state["syn"], s,
@@ -327,25 +332,24 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
 
     if start == 0:   # every process takes part in the gather; process 0 writes
       _save_grid(os.path.join(paths["images"], "init.png"), state["syn"], s, info, is_main, 0,
-                 f"initial set ({config.synthetic.init})")
+                 f"initial set ({r.init})")
 
     step = start
-    while step < config.steps:
+    while step < r.steps:
       state, m = advance(state, step)
       step += 1
       pending.append((step - 1, m))   # loss of the state before update `step`
-      if step % config.log_every == 0 or step == config.steps:
+      if step % r.log_every == 0 or step == r.steps:
         flush(step)
-      if config.checkpoint_every and step % config.checkpoint_every == 0 and \
-          step < config.steps:
+      if r.checkpoint_every and step % r.checkpoint_every == 0 and \
+          step < r.steps:
         save(step)
-      elif config.image_every and step % config.image_every == 0:
+      elif r.image_every and step % r.image_every == 0:
         _save_grid(os.path.join(paths["images"], f"step_{step:07d}.png"), state["syn"], s,
                    info, is_main, step, f"step {step}")
-      if config.eval.every and config.eval.num_nets and step % config.eval.every == 0 and \
-          step < config.steps:
+      if r.eval_every and e is not None and step % r.eval_every == 0 and step < r.steps:
         check()
-        _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer)
+        _in_loop_eval(e, d, s, info, state, step, eval_cache, eval_log, printer)
     flush(step)
     if not ckpt.all_steps() or ckpt.latest_step() != step:
       save(step)
@@ -356,20 +360,20 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
     ckpt.close()
 
   x_host = parallel.to_host(state["syn"])[:num_classes]
-  out = _export(paths, x_host, s, info, config, is_main)
+  out = _export(paths, x_host, s, info, r.steps, is_main)
   result = None
   done = [r for r in (report.read_jsonl(paths["eval"]) if os.path.exists(paths["eval"])
                       else []) if r.get("step") == step]
   if done:
     result = done[-1]
-  elif config.eval.num_nets:
-    result = _in_loop_eval(config, s, info, state, step, eval_cache, eval_log, printer,
+  elif e is not None:
+    result = _in_loop_eval(e, d, s, info, state, step, eval_cache, eval_log, printer,
                            x_host=x_host)
   parallel.sync("jaxcond_done")
   if is_main:
     _write_report(workdir, printer)
   printer(f"done: {step} steps in {report.format_duration(time.perf_counter() - t_start)}; "
-          f"{paths['synthetic']}", force=not config.quiet)
+          f"{paths['synthetic']}", force=not r.quiet)
   return {"step": step, "loss": last_loss, "workdir": workdir, "synthetic": out,
           "eval": result, "compile_s": t_compile, "num_devices": mesh.size}
 
@@ -450,20 +454,25 @@ def _synthetic_set(x_host, s, info, steps_done: int):
                            class_names=names)
 
 
-def _export(paths, x_host, s, info, config, is_main) -> str:
+def _export(paths, x_host, s, info, steps_done: int, is_main) -> str:
   """Writes synthetic.npz (`jaxcond.synthetic_io` format) and the final PNG grid."""
   from jaxcond import report, synthetic_io  # pylint: disable=g-import-not-at-top
   if not is_main:
     return paths["synthetic"]
-  sset = _synthetic_set(x_host, s, info, config.steps)
+  sset = _synthetic_set(x_host, s, info, steps_done)
   synthetic_io.save(paths["synthetic"], sset)
   report.save_set_grid(paths["final_png"], sset,
-                       title=report.set_title(sset, f"final, step {config.steps}"))
+                       title=report.set_title(sset, f"final, step {steps_done}"))
   return paths["synthetic"]
 
 
-def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host=None):
-  """Scores the current set with `jaxcond.evaluate.evaluate_set` (what `python -m
+def _eval_settings(config):
+  from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.EvalSettings.from_config(config)
+
+
+def _in_loop_eval(e, d, s, info, state, step, cache, eval_log, printer, x_host=None):
+  """e: `evaluate.EvalSettings`, d: `configs.DataSettings`. Scores the current set with `jaxcond.evaluate.evaluate_set` (what `python -m
   jaxcond.evaluate` calls), appends its record (+ step, decoded) to DIR/eval.jsonl and
   returns it."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -479,14 +488,13 @@ def _in_loop_eval(config, s, info, state, step, cache, eval_log, printer, x_host
   if x_host is None:
     x_host = parallel.to_host(state["syn"])[:s.num_classes]
   if "test" not in cache:
-    cache["test"] = evaluate.load_test_split(config, info)
+    cache["test"] = evaluate.load_test_split(d, info)
   x_test, y_test = cache["test"]
   sset = _synthetic_set(x_host, s, info, step)
-  settings = evaluate.EvalSettings.from_config(config)
-  rec, _ = evaluate.evaluate_set(sset.x, sset.y, x_test, y_test, settings=settings,
+  rec, _ = evaluate.evaluate_set(sset.x, sset.y, x_test, y_test, settings=e,
                                  num_classes=s.num_classes,
                                  measured_on=evaluate.test_split_name(
-                                     int(config.dataset.holdout)),
+                                     int(d.holdout)),
                                  log=lambda line: printer(f"  eval {line}"))
   record = {"step": step, **rec, "decoded": sset.decoded}
   eval_log.write(record)
@@ -526,7 +534,7 @@ PROGRAM = cli.Program(
     examples=("python -m jaxcond.condense --config experiments/quickstart.py "
               "--workdir runs/quickstart",
               "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "
-              "--workdir runs/c10_m3d_10 --config.steps=2000"),
+              "--workdir runs/c10_m3d_10 --r.steps=2000"),
     flags=(
         cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
                  "(or env JAX_COORDINATOR_ADDRESS)"),

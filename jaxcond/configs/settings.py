@@ -15,7 +15,6 @@ import ml_collections
 
 from jaxcond.configs import schema
 from jaxcond.configs.checks import check_strategy
-from jaxcond.configs.validate import uses_batch_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +50,7 @@ class RunSettings:
   quiet: bool = False
   eval_every: int = 0            # steps between in-loop evaluations; 0 = at the end only
   eval_num_nets: int = 0         # 0 = no evaluation
+  init: str = "real"             # synthetic.init: how the set starts (real / mix / noise)
   config_hash: str = ""
   trajectory: tuple = ()         # sorted (field, value) pairs
 
@@ -60,7 +60,8 @@ class RunSettings:
                keep_checkpoints=int(c.keep_checkpoints), image_every=int(c.image_every),
                log_every=int(c.log_every), num_devices=int(c.num_devices),
                quiet=bool(c.quiet), eval_every=int(c.eval.every),
-               eval_num_nets=int(c.eval.num_nets), config_hash=schema.config_hash(c),
+               eval_num_nets=int(c.eval.num_nets), init=str(c.synthetic.init),
+               config_hash=schema.config_hash(c),
                trajectory=tuple(schema.trajectory_dict(c).items()))
 
 

@@ -25,9 +25,9 @@ from jaxcond.evaluate.execution import LOOPS, VECTORIZE
 from jaxcond.evaluate.protocols import EvalSettings, model_tuple, test_split_name
 
 
-def _default_loader(config):
+def _default_loader(ds):
+  """ds: `configs.DataSettings`."""
   from jaxcond import data  # pylint: disable=g-import-not-at-top
-  ds = config.dataset
 
   def load(split):
     return data.load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
@@ -35,11 +35,11 @@ def _default_loader(config):
   return load
 
 
-def load_test_split(config, info, loader=None):
-  """(normalised float32 test images, int32 labels): the split every evaluation scores on
-  (the train holdout when `dataset.holdout` > 0)."""
+def load_test_split(ds, info, loader=None):
+  """(normalised float32 test images, int32 labels) of `ds` (`configs.DataSettings`): the
+  split every evaluation scores on (the train holdout when `holdout` > 0)."""
   from jaxcond import synthetic_io  # pylint: disable=g-import-not-at-top
-  x, y = (loader or _default_loader(config))("test")
+  x, y = (loader or _default_loader(ds))("test")
   return synthetic_io.normalize_uint8(x, info.mean, info.std), np.asarray(y, np.int32)
 
 
@@ -67,6 +67,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
     from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
     info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   settings = EvalSettings.from_config(config)
+  ds = configs.DataSettings.from_config(config)
   if models:
     settings = dataclasses.replace(settings, models=model_tuple(models))
   for name in settings.pool + ((feature_net,) if baseline in ("herding", "kcenter") else ()):
@@ -74,11 +75,11 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
       raise ConfigError(f"eval.models: unknown model {name!r}; valid names: "
                         f"{', '.join(nets.MODEL_NAMES)}")
   num_classes = int(info.num_classes)
-  load = loader or _default_loader(config)
+  load = loader or _default_loader(ds)
 
   if synthetic is not None:
     sset = synthetic_io.load(synthetic, num_classes=num_classes, image_shape=info.image_shape,
-                             mean=info.mean, std=info.std, dataset=config.dataset.name)
+                             mean=info.mean, std=info.std, dataset=ds.name)
     x_train, y_train = sset.x, sset.y
     source = {"kind": "synthetic", "path": str(synthetic), "decoded": sset.decoded,
               "stored_images": int(sset.stored.shape[0]), "factor": sset.factor,
@@ -91,11 +92,11 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
         np.asarray(real_y, np.int32), num_classes, config.ipc, num_nets=settings.num_nets,
         seed=settings.seed, feature_net=feature_net, log=log)
 
-  x_test, y_test = load_test_split(config, info, load)
+  x_test, y_test = load_test_split(ds, info, load)
   label = pathlib.Path(synthetic).name if synthetic else f"{baseline} baseline"
   rec, results = pool_lib.evaluate_set(
       x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
-      measured_on=test_split_name(int(config.dataset.holdout)),
+      measured_on=test_split_name(ds.holdout),
       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
       log=lambda s: log(f"  {s}"))
   record = {**rec, "dataset": info.name, "ipc": config.ipc, "source": source,
