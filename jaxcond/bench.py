@@ -248,7 +248,7 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
   state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(
       init_fn(bank))
 
-  if fake_data and bank.images.shape[1] == depth:
+  if planned.executable_for(state, bank, jnp.int32(0)) is not None:
     compiled, cstats = planned.stats["compiled"], planned.stats
   else:
     compiled, cstats = benchlib.compile_stats(plan_lib.build_step(s, mesh), state, bank,

@@ -244,20 +244,24 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
               f"{t_data:.1f}s) ...")
     t0 = time.perf_counter()
     if bank is not None:
-      jitted = plan_lib.build_step(s, mesh, model=model)
-      compiled = jitted.lower(state, bank, jnp.int32(start)).compile() \
-          if start < r.steps else None
+      compiled = None
+      if start < r.steps:   # the plan compiled this program from shapes: reuse it
+        args = (state, bank, jnp.int32(start))
+        compiled = planned.executable_for(*args) or \
+            plan_lib.build_step(s, mesh, model=model).lower(*args).compile()
       advance = lambda state, step: compiled(state, bank, jnp.int32(step))
     else:
       stream = data.ClassStream(index, batch=s.batch_real, seed=s.seed, pad_to=c_pad,
                                 sharding=sharding5, start_step=start,
                                 num_steps=max(r.steps - start, 1))
       stream_ids = stream.device_fields()[1]
-      jitted = plan_lib.build_step(s, mesh, streaming=True, model=model)
       real_spec = jax.ShapeDtypeStruct((c_pad, s.batch_real) + tuple(info.image_shape),
                                        jnp.uint8, sharding=sharding5)
-      compiled = jitted.lower(state, real_spec, stream_ids, jnp.int32(start)).compile() \
-          if start < r.steps else None
+      compiled = None
+      if start < r.steps:
+        args = (state, real_spec, stream_ids, jnp.int32(start))
+        compiled = planned.executable_for(*args) or plan_lib.build_step(
+            s, mesh, streaming=True, model=model).lower(*args).compile()
       batches = iter(stream) if start < r.steps else None
 
       def advance(state, step):
@@ -266,6 +270,8 @@ def run(config, workdir: str, *, log=None) -> dict[str, Any]:
           raise RuntimeError(f"stream yielded step {got}, expected {step}")
         return compiled(state, real, stream_ids, jnp.int32(step))
     t_compile = time.perf_counter() - t0
+    if compiled is not None and compiled is planned.stats.get("compiled"):
+      t_compile += planned.compile_s      # compiled once, while planning
     printer(f"{s.method} on {info.name}: {num_classes} classes x ipc {s.ipc} "
             f"(factor {s.factor}), {r.steps} steps, {mesh.size} device(s) "
             f"[{jax.devices()[0].platform}], {jax.process_count()} process(es); "

@@ -184,14 +184,32 @@ def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
   """Compiles the step from shapes; memory per device and FLOPs from XLA."""
   from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
   jitted = build_step(s, mesh, streaming=streaming)
-  compiled, st = benchlib.compile_stats(jitted, *abstract_args(s, mesh, depth=depth,
-                                                                streaming=streaming))
+  args = abstract_args(s, mesh, depth=depth, streaming=streaming)
+  compiled, st = benchlib.compile_stats(jitted, *args)
   st["per_device_bytes"] = (st.get("argument_size_in_bytes", 0)
                             + st.get("output_size_in_bytes", 0)
                             + st.get("temp_size_in_bytes", 0)
                             - st.get("alias_size_in_bytes", 0))
   st["compiled"] = compiled
+  st["abstract_args"] = args
   return st
+
+
+def _same_signature(args, abstract) -> bool:
+  """Whether concrete `args` have the shapes, dtypes and shardings `abstract` was compiled
+  for (a sharding-less leaf, e.g. the step scalar, matches any)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  a, b = jax.tree.leaves(args), jax.tree.leaves(abstract)
+  if jax.tree.structure(args) != jax.tree.structure(abstract) or len(a) != len(b):
+    return False
+  for x, y in zip(a, b):
+    if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
+      return False
+    sx, sy = getattr(x, "sharding", None), getattr(y, "sharding", None)
+    if sx is not None and sy is not None and x.ndim and \
+        not sx.is_equivalent_to(sy, x.ndim):
+      return False
+  return True
 
 
 def _piece_slopes(s) -> dict:
@@ -261,6 +279,14 @@ class Plan:
   plan_s: float            # all compiles of the planning
   compiles: int
   note: str = ""
+
+  def executable_for(self, *args):
+    """The step the plan compiled, if `args` match the shapes it was compiled for (then
+    the run does not compile the same program a second time); else None."""
+    compiled, abstract = self.stats.get("compiled"), self.stats.get("abstract_args")
+    if compiled is None or abstract is None or not _same_signature(args, abstract):
+      return None
+    return compiled
 
   @property
   def per_device_bytes(self) -> int:
