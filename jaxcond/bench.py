@@ -31,7 +31,7 @@ line is therefore always a JSON object with `median_step_s`. Progress goes to st
 `--fake-data` fills the bank with random uint8 images of the dataset's shape (per class
 `fold_in(key, class_id)`, so every device count sees the same data): no download needed.
 `--workload reference` turns any method into the workload of the PyTorch reference
-iteration (`../shared/bench/torch_reference_step.py`): batch_real 256, IPC images per class
+iteration (a tuned DM-code PyTorch step, see docs/benchmarks.md): batch_real 256, IPC images per class
 (factor 1, no subsampling), one siamese DSA op group per class (dm policy, full strategy),
 a fresh network every step (ipm 1), normalised pixels; the M3D stepping mode is kept
 (`m3d.step_mode`, joint or per_class).
