@@ -42,7 +42,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import math
 import os
 import statistics
 import sys
@@ -50,7 +49,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcond import augment as aug_lib
 from jaxcond import bench, benchlib, configs, data, nets, parallel, rng, steps

@@ -3,7 +3,6 @@
 No timing assertions: only that the numbers exist, are positive and are consistent.
 """
 import json
-import os
 import pathlib
 import subprocess
 import sys

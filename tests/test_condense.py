@@ -9,14 +9,12 @@ import subprocess
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxcond import checkpoint, condense, configs, parallel, report, steps
-from jaxcond.data import bank as bank_lib
+from jaxcond import checkpoint, condense, configs, report, steps
 from jaxcond.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -1,5 +1,4 @@
 """`python -m jaxcond.export`: ImageFolder PNG trees and DC-BENCH KIP-style .npz (issue 15 §4)."""
-import os
 import pathlib
 
 import numpy as np

@@ -1,7 +1,6 @@
 """The notebook import path must stay light: no TFDS / TensorFlow / orbax on import."""
 import subprocess
 import sys
-import time
 
 
 def _fresh(code: str) -> str:

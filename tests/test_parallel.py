@@ -1,5 +1,4 @@
 """Class-axis sharding: mesh helpers, padding, and 1 device == 8 devices for the step."""
-import dataclasses
 import functools
 
 import jax
