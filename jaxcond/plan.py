@@ -316,7 +316,7 @@ class Plan:
         f"  total                  {gib(self.per_device_bytes)} of {gib(self.budget_bytes)}"
         f" budget: {'fits' if self.fits else 'DOES NOT FIT'}",
         f"  chunks: {self.chunks_line()}",
-    ]
+    ] + ([f"  note: {self.note}"] if self.note else [])
 
   def flops(self) -> tuple[float | None, str]:
     """FLOPs per step: XLA's count, or the ConvNet convolution count when that is > 10 %
@@ -402,7 +402,10 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
     if room > 0:
       real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
       syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
-      cand = with_layout(s, local, real, syn, policy)
+    else:   # the fixed part alone is over: report the smallest chunks, the true minimum
+      real = real if real_fixed else 1
+      syn = syn if syn_fixed else s.syn_per_class
+    cand = with_layout(s, local, real, syn, policy)
   st = check(cand)
   if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
     # The compiled program is the truth: scale the chunks by the ratio of the room to the
@@ -411,6 +414,12 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
       sl = _piece_slopes(cand)
       compiles += 4
     fixed = fixed_bytes()
+    smallest = with_layout(s, local, real if real_fixed else 1,
+                           syn if syn_fixed else s.syn_per_class, policy)
+    if target <= fixed and (smallest.real_chunk, smallest.real_cpg, smallest.syn_cpg) != (
+        cand.real_chunk, cand.real_cpg, cand.syn_cpg):
+      cand = smallest
+      st = check(cand)
     for _ in range(4):
       act = max(1, st["per_device_bytes"] - fixed)
       f = 0.9 * (target - fixed) / act
@@ -433,17 +442,34 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
               stats=st, bank_bytes=bank_bytes, state_bytes=state_bytes, fits=fits,
               policy=policy, compile_s=st["compile_s"],
               plan_s=time.perf_counter() - t_all, compiles=compiles, note=note)
-  if log is not None:
-    for line in plan.lines():
+  if not fits:
+    plan.note = _no_fit_message(plan, s, config, bn)
+  if log is not None:   # a strict run's error line says the note: print it once
+    for line in plan.lines()[:None if not strict or fits else 6]:
       log(line)
   if strict and not fits:
-    why = ("batch-norm nets take the whole batch at once, so nothing can be chunked; "
-           if bn else "")
-    raise ConfigError(
-        f"memory_budget_gb: the step needs {plan.per_device_bytes / GIB:.1f} GiB per device "
-        f"with the smallest chunks, over the {budget / GIB:.1f} GiB budget; {why}"
-        f"{_advice(s, config, devices)}")
+    raise ConfigError(plan.note)
   return plan
+
+
+def _no_fit_message(plan: "Plan", s, config, bn: bool) -> str:
+  """The one line of a plan that does not fit: what it needs, what dominates, what to do."""
+  why = ("batch-norm nets take the whole batch at once, so nothing can be chunked; "
+         if bn else "")
+  held = plan.bank_bytes + plan.state_bytes
+  if held > plan.budget_bytes:
+    why += (f"the bank shard ({_size(plan.bank_bytes)}) and the synthetic set with its "
+            f"optimiser state ({_size(plan.state_bytes)}) alone exceed it; ")
+  return (f"memory_budget_gb: the step needs {_size(plan.per_device_bytes)} per device with "
+          f"the smallest chunks, over the {_size(plan.budget_bytes)} budget; "
+          f"{why}{_advice(s, config, plan.devices)}")
+
+
+def _size(b: float) -> str:
+  for unit, scale in (("GiB", GIB), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+    if b >= scale:
+      return f"{b / scale:.1f} {unit}"
+  return f"{int(b)} bytes"
 
 
 def setup_fake_devices(devices: int | None) -> None:

@@ -89,6 +89,17 @@ def test_nothing_fits_is_one_line():
     assert hint in msg
   p = _plan(c, policy="accelerator", strict=False)          # --plan reports instead
   assert not p.fits and p.summary()["fits"] is False
+  # The bank shard alone is over this budget: the plan still shows the smallest chunks
+  # (the true minimum, not the one-chunk program) and says what dominates.
+  s = p.settings
+  assert (s.real_chunk, s.real_cpg, s.syn_cpg) == (1, 1, 1)
+  assert "alone exceed" in p.note and p.lines()[-1] == f"  note: {p.note}"
+  assert p.note == msg
+  one_chunk = _plan(_tiny(ipc=10, budget=0.0001, real_chunk=0, syn_chunk=0),
+                    policy="accelerator", strict=False)
+  assert p.per_device_bytes < one_chunk.per_device_bytes
+  cpu = _plan(c, policy="cpu", strict=False)                 # the same on the CPU policy
+  assert (cpu.settings.real_chunk, cpu.settings.syn_cpg) == (1, 1) and not cpu.fits
 
 
 @pytest.mark.slow
