@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxcond import cli, configs
+from jaxcond import cli, configs, files
 from jaxcond.errors import ConfigError, JaxcondError
 
 
@@ -74,9 +74,7 @@ def _data():
 
 def _load_split(ds, split: str, classes=None):
   """ds: `configs.DataSettings`."""
-  return _data().load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
-                            resolution=ds.resolution or None, holdout=int(ds.holdout),
-                            classes=None if classes is None else [int(c) for c in classes])
+  return _data().split_loader(ds)(split, classes)
 
 
 def _global_counts(labels, info, local_ids) -> np.ndarray:
@@ -525,10 +523,7 @@ def _write_config_json(path, config, info, mesh, start, t_data, identity="") -> 
       "dataset_identity": identity,
       "command": " ".join(sys.argv) if sys.argv else "",
   }
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=2)
-  os.replace(tmp, path)
+  files.write_json(path, record)
 
 
 # ----------------------------------------------------------------------------- CLI

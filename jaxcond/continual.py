@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxcond import files, synthetic_io
 from jaxcond.errors import ConfigError, DataError, JaxcondError
 
 CONDENSED = ("dm", "m3d", "ddm")
@@ -217,18 +218,6 @@ def _paths(workdir, order, step, memory):
   return d, os.path.join(d, f"{memory}.npz"), os.path.join(d, f"{memory}.json")
 
 
-def _write_json(path, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
-
-
-def _normalize(x_u8, info) -> np.ndarray:
-  return ((x_u8.astype(np.float32) / 255.0 - np.asarray(info.mean, np.float32))
-          / np.asarray(info.std, np.float32))
-
-
 def settings_from_config(config, num_classes: int) -> ContinualSettings:
   cl = config.continual
   return ContinualSettings(
@@ -273,16 +262,12 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     configs.validate(c)
   if loader is None:
     from jaxcond import data  # pylint: disable=g-import-not-at-top
-
-    def loader(split):
-      return data.load_split(ds.name, split, source=ds.source or "auto",
-                             path=ds.path or None, resolution=ds.resolution or None,
-                             holdout=int(ds.holdout))
+    loader = data.split_loader(ds)
   x_tr, y_tr = loader("train")
   y_tr = np.asarray(y_tr, np.int64)
   x_te, y_te = loader("test")
-  x_te, y_te = _normalize(np.asarray(x_te), info), np.asarray(y_te, np.int32)
-  x_tr_norm = _normalize(np.asarray(x_tr), info) if set(s.memories) & set(SELECTED) else None
+  x_te, y_te = synthetic_io.normalize_uint8(x_te, info.mean, info.std), np.asarray(y_te, np.int32)
+  x_tr_norm = synthetic_io.normalize_uint8(x_tr, info.mean, info.std) if set(s.memories) & set(SELECTED) else None
   os.makedirs(workdir, exist_ok=True)
   from jaxcond import nas  # pylint: disable=g-import-not-at-top
   # Orders and memories are independent (their own files), so they are not part of the
@@ -342,7 +327,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
         else:
           res = gdumb_eval(memory, x_te, y_te, settings=esettings,
                            num_classes=info.num_classes, seed=esettings.seed + 1000 * o + t)
-          _write_json(js, res)
+          files.write_json(js, res)
         eval_s += float(res.get("wall_s", 0.0))
         accs.append(res["mean"])
         stds.append(res["std"])
@@ -367,7 +352,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
       "eval": esettings.to_dict(), "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  _write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "results.json"), results)
   table = results_table(results)
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table)

@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxcond import files, synthetic_io
 from jaxcond.errors import ConfigError
 
 PAPER_GRID = {"depth": (1, 2, 3, 4), "width": (32, 64, 128, 256),
@@ -203,13 +204,6 @@ def settings_from_config(config) -> NasSettings:
 
 # ----------------------------------------------------------------------------- the run
 
-def _write_json(path, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
-
-
 def shard_archs(archs, shard: str) -> list:
   """`shard` "i/n" -> archs[i::n] (processes sharing one workdir); "" -> all."""
   if not shard:
@@ -246,7 +240,7 @@ def check_same_search(path: str, record: dict) -> None:
       raise ConfigError(f"{diff[0]}: {os.path.dirname(path)} holds results made with other "
                         f"settings; use another --workdir")
     return
-  _write_json(path, record)
+  files.write_json(path, record)
 
 
 def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
@@ -281,7 +275,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   dict also written to `workdir/results.json`."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxcond import evaluate, rng  # pylint: disable=g-import-not-at-top
-  from jaxcond import configs, continual  # pylint: disable=g-import-not-at-top
+  from jaxcond import configs  # pylint: disable=g-import-not-at-top
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
   log = log or (lambda _: None)
@@ -301,11 +295,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
 
   if loader is None:
     from jaxcond import data  # pylint: disable=g-import-not-at-top
-
-    def loader(split):
-      return data.load_split(ds.name, split, source=ds.source or "auto",
-                             path=ds.path or None, resolution=ds.resolution or None,
-                             holdout=int(ds.holdout))
+    loader = data.split_loader(ds)
   x_u8, y = loader("train")
   y = np.asarray(y, np.int64)
   key = rng.seed_key(s.seed)
@@ -313,14 +303,14 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     keep = balanced_subset(jax.random.fold_in(key, _SUBSET_PURPOSE), y, info.num_classes,
                            s.train_per_class)
     x_u8, y = np.asarray(x_u8)[keep], y[keep]
-  x_norm = continual._normalize(np.asarray(x_u8), info)   # pylint: disable=protected-access
+  x_norm = synthetic_io.normalize_uint8(x_u8, info.mean, info.std)
   xt, yt = loader("test")
   yt = np.asarray(yt, np.int64)
   if s.test_per_class:
     keep = balanced_subset(jax.random.fold_in(key, _TEST_PURPOSE), yt, info.num_classes,
                            s.test_per_class)
     xt, yt = np.asarray(xt)[keep], yt[keep]
-  xt = continual._normalize(np.asarray(xt), info)   # pylint: disable=protected-access
+  xt = synthetic_io.normalize_uint8(xt, info.mean, info.std)
   yt = yt.astype(np.int32)
   os.makedirs(workdir, exist_ok=True)
   check_same_search(os.path.join(workdir, "search.json"),
@@ -366,7 +356,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
                "accuracies": last, "wall_s": out["wall_seconds"],
                "train_s": out["train_seconds"], "epochs": evals[p].epochs,
                "num_train": int(len(yy))}
-        _write_json(path, rec)
+        files.write_json(path, rec)
         trained += 1
       acc[a.name][p] = rec["mean"]
       secs[p] += rec["wall_s"]
@@ -403,7 +393,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
       "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  _write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "results.json"), results)
   table = results_table(results)
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table)

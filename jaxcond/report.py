@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxcond import files
+
 
 def denormalize(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
   """Normalised NHWC images -> [0, 1] (clipped) for display."""
@@ -496,11 +498,11 @@ def find_results(workdir: str) -> list[tuple[str, dict]]:
   """(relative path, record) of every results.json in `workdir` and its subfolders (the
   evaluations of the set and of baselines run with `--workdir` there), sorted by path."""
   found = []
-  for root, dirs, files in os.walk(workdir):
+  for root, dirs, names in os.walk(workdir):
     dirs[:] = sorted(d for d in dirs if d not in ("checkpoints", REPORT_DIR, "images"))
     if os.path.relpath(root, workdir).count(os.sep) >= 3:
       dirs[:] = []
-    if "results.json" in files:
+    if "results.json" in names:
       rec = _read_json(os.path.join(root, "results.json"))
       if isinstance(rec, dict):
         found.append((os.path.relpath(os.path.join(root, "results.json"), workdir), rec))
@@ -661,11 +663,7 @@ def write(workdir: str | os.PathLike, *, plots: bool = True) -> str:
                                           ["package", "version"])]
   parts.append("</body></html>")
   path = os.path.join(workdir, REPORT_HTML)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(parts) + "\n")
-  os.replace(tmp, path)
-  return path
+  return files.write_text(path, "\n".join(parts) + "\n")
 
 
 def referenced_files(html_text: str) -> list[str]:

@@ -51,6 +51,7 @@ from jaxcond import nets
 from jaxcond import objectives
 from jaxcond import rng
 from jaxcond import synthetic
+from jaxcond.data import bank as data_bank
 
 State = dict  # {"syn": [C, ipc, H, W, ch] float32, "opt": optax SGD state}
 
@@ -154,10 +155,8 @@ def _normalize_pixels(x, s: StepSettings):
 
 
 def normalize_real(real_u8, s: StepSettings):
-  """uint8 [..., H, W, ch] -> normalised float32 ((x/255 − mean)/std)."""
-  mean = jnp.asarray(s.mean, jnp.float32)
-  std = jnp.asarray(s.std, jnp.float32)
-  return (real_u8.astype(jnp.float32) / 255.0 - mean) / std
+  """uint8 [..., H, W, ch] -> normalised float32 ((x/255 − mean)/std, `data.normalize`)."""
+  return data_bank.normalize(real_u8, s.mean, s.std)
 
 
 def synthetic_batch(syn, class_ids, step, s: StepSettings):

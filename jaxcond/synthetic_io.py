@@ -85,7 +85,7 @@ def to_uint8(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.n
 
 def normalize_uint8(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
   """uint8 pixels -> normalised float32, (x/255 − mean)/std: the one host-side copy of the
-  normalisation (the jitted one is `jaxcond.steps.normalize_real`)."""
+  normalisation (the jitted one is `jaxcond.data.normalize`)."""
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   return (np.asarray(x, np.float32) / 255.0 - mean) / std

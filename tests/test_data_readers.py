@@ -408,3 +408,18 @@ def test_real_cifar10_jpeg_archive(shared_data, monkeypatch):
   assert np.bincount(y).tolist() == [5000] * 10 and np.bincount(yt).tolist() == [1000] * 10
   mean = x.reshape(-1, 3).mean(0) / 255                       # README: (0.4913, 0.4821, 0.4465)
   np.testing.assert_allclose(mean, (0.4913, 0.4821, 0.4465), atol=1e-4)
+
+
+def test_split_loader_reads_what_its_settings_say():
+  """`data.split_loader(ds)`: the programs' one way from dataset fields to `load_split`."""
+  from jaxcond import configs
+  from jaxcond.data import split_loader
+  ds = configs.DataSettings(name="digits", holdout=20)
+  load = split_loader(ds)
+  x, y = load("test")                              # the holdout, not the test split
+  xr, yr = load_split("digits", "test", holdout=20)
+  np.testing.assert_array_equal(x, xr)
+  np.testing.assert_array_equal(y, yr)
+  assert np.bincount(y).tolist() == [20] * 10
+  xc, yc = load("train", classes=[3])
+  assert set(yc.tolist()) == {3} and len(xc) == (load_split("digits", "train")[1] == 3).sum() - 20

@@ -14,7 +14,8 @@ import numpy as np
 from jaxcond.data import registry
 from jaxcond.data.bank import (ClassBank, build_bank, check_batch, local_class_slots,
                                normalize, sample_real)
-from jaxcond.data.load import SOURCES, data_roots, dataset_identity, load_split, resolve_source
+from jaxcond.data.load import (SOURCES, data_roots, dataset_identity, load_split,
+                                 resolve_source, split_loader)
 from jaxcond.data.registry import (DATASET_NAMES, DatasetInfo, bank_nbytes, get_info,
                                    padded_slots)
 from jaxcond.data.stream import ArrayIndex, ClassStream, ImageFolderIndex, TFDSIndex, make_index
@@ -52,6 +53,7 @@ def load_bank(name: str, split: str = "train", *, source: str = "auto", path=Non
 __all__ = [
     "ArrayIndex", "ClassBank", "ClassStream", "DATASET_NAMES", "DatasetInfo",
     "ImageFolderIndex", "SOURCES", "TFDSIndex", "bank_nbytes", "build_bank", "check_batch",
-    "data_roots", "dataset_identity", "get_info", "load_bank", "load_split", "local_class_slots", "make_index",
-    "normalize", "padded_slots", "registry", "resolve_source", "sample_real",
+    "data_roots", "dataset_identity", "get_info", "load_bank", "load_split",
+    "local_class_slots", "make_index", "normalize", "padded_slots", "registry",
+    "resolve_source", "sample_real", "split_loader",
 ]

@@ -313,6 +313,17 @@ def _apply_holdout(info: DatasetInfo, x, y, holdout: int, split: str, classes, w
   return x[keep], y[keep]
 
 
+def split_loader(ds):
+  """`load(split, classes=None)` for the dataset settings `ds` (anything with `name`,
+  `source`, `path`, `resolution`, `holdout`: `configs.DataSettings` or a config's
+  `dataset`): the one place a program turns its dataset fields into `load_split` calls."""
+  def load(split: str, classes: Optional[Sequence[int]] = None):
+    return load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
+                      resolution=ds.resolution or None, holdout=int(ds.holdout),
+                      classes=None if classes is None else [int(c) for c in classes])
+  return load
+
+
 def load_split(name: str, split: str, *, source: str = "auto", path=None,
                resolution: Optional[int] = None, classes: Optional[Sequence[int]] = None,
                cache: bool = True, class_list=None, num_threads: Optional[int] = None,

@@ -28,11 +28,7 @@ from jaxcond.evaluate.protocols import EvalSettings, model_tuple, test_split_nam
 def _default_loader(ds):
   """ds: `configs.DataSettings`."""
   from jaxcond import data  # pylint: disable=g-import-not-at-top
-
-  def load(split):
-    return data.load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
-                           resolution=ds.resolution or None, holdout=int(ds.holdout))
-  return load
+  return data.split_loader(ds)
 
 
 def load_test_split(ds, info, loader=None):

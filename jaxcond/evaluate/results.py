@@ -8,14 +8,13 @@ num_nets, accuracy_unit, selection, measured_on, wall_s, [best_* under idc], [po
 """
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import sys
 
 import jax
 import numpy as np
 
+from jaxcond import files
 from jaxcond.evaluate.protocols import EvalSettings
 from jaxcond.evaluate.train import steps_per_pass
 
@@ -131,7 +130,5 @@ def write_results(workdir, record: dict) -> pathlib.Path:
   out = pathlib.Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
   path = out / "results.json"
-  tmp = out / "results.json.tmp"
-  tmp.write_text(json.dumps(_jsonable(record), indent=2, sort_keys=False) + "\n")
-  os.replace(tmp, path)
+  files.write_json(path, _jsonable(record))
   return path
