@@ -266,8 +266,10 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   x_tr, y_tr = loader("train")
   y_tr = np.asarray(y_tr, np.int64)
   x_te, y_te = loader("test")
-  x_te, y_te = synthetic_io.normalize_uint8(x_te, info.mean, info.std), np.asarray(y_te, np.int32)
-  x_tr_norm = synthetic_io.normalize_uint8(x_tr, info.mean, info.std) if set(s.memories) & set(SELECTED) else None
+  x_te = synthetic_io.normalize_uint8(x_te, info.mean, info.std)
+  y_te = np.asarray(y_te, np.int32)
+  x_tr_norm = (synthetic_io.normalize_uint8(x_tr, info.mean, info.std)
+               if set(s.memories) & set(SELECTED) else None)
   os.makedirs(workdir, exist_ok=True)
   from jaxcond import nas  # pylint: disable=g-import-not-at-top
   # Orders and memories are independent (their own files), so they are not part of the
@@ -327,7 +329,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
         else:
           res = gdumb_eval(memory, x_te, y_te, settings=esettings,
                            num_classes=info.num_classes, seed=esettings.seed + 1000 * o + t)
-          files.write_json(js, res)
+          files.write_json(js, res, indent=1)
         eval_s += float(res.get("wall_s", 0.0))
         accs.append(res["mean"])
         stds.append(res["std"])
@@ -352,7 +354,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
       "eval": esettings.to_dict(), "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  files.write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
   table = results_table(results)
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table)

@@ -240,7 +240,7 @@ def check_same_search(path: str, record: dict) -> None:
       raise ConfigError(f"{diff[0]}: {os.path.dirname(path)} holds results made with other "
                         f"settings; use another --workdir")
     return
-  files.write_json(path, record)
+  files.write_json(path, record, indent=1)
 
 
 def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
@@ -356,7 +356,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
                "accuracies": last, "wall_s": out["wall_seconds"],
                "train_s": out["train_seconds"], "epochs": evals[p].epochs,
                "num_train": int(len(yy))}
-        files.write_json(path, rec)
+        files.write_json(path, rec, indent=1)
         trained += 1
       acc[a.name][p] = rec["mean"]
       secs[p] += rec["wall_s"]
@@ -393,7 +393,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
       "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  files.write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
   table = results_table(results)
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table)

@@ -200,7 +200,7 @@ def _same_signature(args, abstract) -> bool:
   for (a sharding-less leaf, e.g. the step scalar, matches any)."""
   import jax  # pylint: disable=g-import-not-at-top
   a, b = jax.tree.leaves(args), jax.tree.leaves(abstract)
-  if jax.tree.structure(args) != jax.tree.structure(abstract) or len(a) != len(b):
+  if jax.tree.structure(args) != jax.tree.structure(abstract):
     return False
   for x, y in zip(a, b):
     if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
@@ -303,7 +303,7 @@ class Plan:
             f"synthetic {s.syn_cpg or local} class(es) x {s.syn_per_class} image(s) per "
             f"group ({g} group(s){', unrolled' if s.syn_unroll else ''})")
 
-  def lines(self) -> list[str]:
+  def lines(self, note: bool = True) -> list[str]:
     st = self.stats
     gib = lambda b: f"{b / GIB:8.2f} GiB"
     temp = st.get("temp_size_in_bytes", 0)
@@ -316,7 +316,7 @@ class Plan:
         f"  total                  {gib(self.per_device_bytes)} of {gib(self.budget_bytes)}"
         f" budget: {'fits' if self.fits else 'DOES NOT FIT'}",
         f"  chunks: {self.chunks_line()}",
-    ] + ([f"  note: {self.note}"] if self.note else [])
+    ] + ([f"  note: {self.note}"] if note and self.note else [])
 
   def flops(self) -> tuple[float | None, str]:
     """FLOPs per step: XLA's count, or the ConvNet convolution count when that is > 10 %
@@ -388,6 +388,13 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   note = ""
   sl = None
 
+  def layout(r, y):
+    """Real / synthetic images per chunk; a side fixed by the config keeps its value."""
+    return with_layout(s, local, real if real_fixed else r, syn if syn_fixed else y, policy)
+
+  chunks = lambda c: (c.real_chunk, c.real_cpg, c.syn_cpg)
+  smallest = layout(1, s.syn_per_class)   # the least memory the step can be made to need
+
   def fixed_bytes():
     """What does not scale with the chunks: arguments (bank shard, state), the sampled real
     batch, the real features and tap means, the gradient and the new state."""
@@ -400,12 +407,10 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
     compiles += 4
     room = target - fixed_bytes()
     if room > 0:
-      real = real if real_fixed else max(1, min(real, int(room / sl["real"])))
-      syn = syn if syn_fixed else max(s.syn_per_class, min(syn, int(room / sl["syn"])))
+      cand = layout(max(1, min(real, int(room / sl["real"]))),
+                    max(s.syn_per_class, min(syn, int(room / sl["syn"]))))
     else:   # the fixed part alone is over: report the smallest chunks, the true minimum
-      real = real if real_fixed else 1
-      syn = syn if syn_fixed else s.syn_per_class
-    cand = with_layout(s, local, real, syn, policy)
+      cand = smallest
   st = check(cand)
   if st["per_device_bytes"] > target and not (real_fixed and syn_fixed):
     # The compiled program is the truth: scale the chunks by the ratio of the room to the
@@ -414,25 +419,18 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
       sl = _piece_slopes(cand)
       compiles += 4
     fixed = fixed_bytes()
-    smallest = with_layout(s, local, real if real_fixed else 1,
-                           syn if syn_fixed else s.syn_per_class, policy)
-    if target <= fixed and (smallest.real_chunk, smallest.real_cpg, smallest.syn_cpg) != (
-        cand.real_chunk, cand.real_cpg, cand.syn_cpg):
-      cand = smallest
-      st = check(cand)
+    if target <= fixed and chunks(smallest) != chunks(cand):
+      cand, st = smallest, check(smallest)
     for _ in range(4):
       act = max(1, st["per_device_bytes"] - fixed)
       f = 0.9 * (target - fixed) / act
       if target <= fixed or f >= 1:
         break
-      new_real = real if real_fixed else max(1, int(real_images(cand, local) * f))
-      new_syn = syn if syn_fixed else max(s.syn_per_class, int(syn_images(cand, local) * f))
-      new = with_layout(s, local, new_real, new_syn, policy)
-      if (new.real_chunk, new.real_cpg, new.syn_cpg) == (cand.real_chunk, cand.real_cpg,
-                                                         cand.syn_cpg):
+      new = layout(max(1, int(real_images(cand, local) * f)),
+                   max(s.syn_per_class, int(syn_images(cand, local) * f)))
+      if chunks(new) == chunks(cand):
         break
-      cand, real, syn = new, new_real, new_syn
-      st = check(cand)
+      cand, st = new, check(new)
       if st["per_device_bytes"] <= target:
         break
   fits = st["per_device_bytes"] <= budget
@@ -445,7 +443,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   if not fits:
     plan.note = _no_fit_message(plan, s, config, bn)
   if log is not None:   # a strict run's error line says the note: print it once
-    for line in plan.lines()[:None if not strict or fits else 6]:
+    for line in plan.lines(note=fits or not strict):
       log(line)
   if strict and not fits:
     raise ConfigError(plan.note)
