@@ -51,7 +51,13 @@ import sys
 import time
 from typing import Sequence
 
-from jaxcond import cli, configs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcond import benchlib, cli, configs, evaluate, parallel, realdata, steps
+from jaxcond import plan as plan_lib
+from jaxcond.data import ClassBank, registry
 from jaxcond.errors import ConfigError, JaxcondError
 
 EVAL_PASSES_DM = 1001           # the dm protocol's passes (epochs 0..1000)
@@ -125,11 +131,6 @@ def fake_bank(num_classes: int, slots: int, per_class: int, image_shape, mesh=No
   numpy's generator seeded by (seed, c), so they do not depend on the padding or the
   device count. Built shard by shard on the host (no compilation, host memory of one
   shard at a time)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxcond import parallel  # pylint: disable=g-import-not-at-top
-  from jaxcond.data import ClassBank  # pylint: disable=g-import-not-at-top
   ids = np.full((slots,), -1, np.int32)
   ids[:num_classes] = np.arange(num_classes, dtype=np.int32)
   counts = np.where(ids >= 0, per_class, 0).astype(np.int32)
@@ -151,14 +152,16 @@ def fake_bank(num_classes: int, slots: int, per_class: int, image_shape, mesh=No
   return ClassBank(images=images, counts=put(counts), class_ids=put(ids))
 
 
-def real_bank(config, info, mesh):
-  """The config's dataset as a sharded class bank (needs the data; see docs/data.md)."""
-  from jaxcond import data, parallel  # pylint: disable=g-import-not-at-top
-  ds = config.dataset
-  bank, _ = data.load_bank(ds.name, "train", source=ds.source or "auto",
-                           path=ds.path or None, resolution=ds.resolution or None,
-                           sharding=parallel.class_sharding(mesh, 5))
-  return bank
+def data_source(config, info, s, mesh, *, fake_data: bool, depth: int):
+  """The step's real data: a fake bank (`fake_bank`), or the config's dataset through
+  `jaxcond.realdata` (needs the data; docs/data.md), its counts checked like a run's."""
+  if fake_data:
+    c_pad = parallel.padded_num_classes(s.num_classes, mesh)
+    bank = fake_bank(s.num_classes, c_pad, depth, s.image_shape, mesh)
+    return realdata.BankSource(bank, np.full((s.num_classes,), depth))
+  check = lambda counts: configs.validate_counts(config, counts, info.class_names)
+  return realdata.open_source(configs.DataSettings.from_config(config), info, s, mesh,
+                              check_counts=check)
 
 
 def fake_per_class(s, init: str) -> int:
@@ -166,34 +169,6 @@ def fake_per_class(s, init: str) -> int:
   sampling without replacement has something to choose from."""
   need = s.ipc * s.factor ** 2 if init == "mix" else s.ipc
   return 2 * max(s.batch_real, need)
-
-
-# ----------------------------------------------------------------------------- FLOP model
-
-def convnet_flops(s) -> float | None:
-  """Convolution FLOPs of one step for the ConvNet family (None for other nets).
-
-  Per image and block: 2·H·W·C_in·C_out·9 multiply-adds (output size, padding 1; 3 for a
-  1-channel first layer). Real images: forward only (no gradient). Synthetic: forward plus
-  the backward to the pixels (≈ 1 forward per conv; no weight gradients are needed since
-  the net is constant). Norm, pooling, augmentation and the objective are not counted.
-  """
-  from jaxcond import nets  # pylint: disable=g-import-not-at-top
-  if not s.model_name.startswith("convnet"):
-    return None
-  model = nets.get_model(s.model_name, num_classes=s.num_classes, image_shape=s.image_shape,
-                         **dict(s.model_overrides))
-  h, w, cin = s.image_shape
-  per_image = 0.0
-  for d in range(model.depth):
-    pad = 3 if (cin == 1 and d == 0) else 1
-    h, w = h + 2 * pad - 2, w + 2 * pad - 2
-    c_in = cin if d == 0 else model.width
-    per_image += 2.0 * h * w * c_in * model.width * 9
-    if model.pool != "none":
-      h, w = h // 2, w // 2
-  # the backward of the first conv to the pixels is as costly as its forward
-  return s.num_classes * per_image * (s.batch_real + 2 * s.syn_per_class)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -208,11 +183,6 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
   num_classes / image_shape there); `per_class` sets the fake bank depth.
   Returns one flat JSON-able dict (the documented keys).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxcond import benchlib, data, parallel, steps  # pylint: disable=g-import-not-at-top
-  from jaxcond import plan as plan_lib  # pylint: disable=g-import-not-at-top
-  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
 
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)
@@ -221,53 +191,47 @@ def measure_step(config, *, num_devices: int = 0, repeats: int = 10, warmup: int
     s = dataclasses.replace(s, **settings_override)
   mesh = parallel.make_mesh(num_devices or config.num_devices or None)
   c_pad = parallel.padded_num_classes(s.num_classes, mesh)
-  sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   depth = (per_class or fake_per_class(s, config.synthetic.init)) if fake_data else \
       int(info.max_per_class or fake_per_class(s, config.synthetic.init))
   # The chunks from the memory budget; the plan compiles the step from shapes, and with fake
   # data (the same shardings) its executable is the one timed below.
-  planned = plan_lib.make_plan(config, s, mesh, depth=depth, log=log)
+  streaming = not fake_data and bool(config.dataset.streaming)
+  planned = plan_lib.make_plan(config, s, mesh, depth=depth, streaming=streaming, log=log)
   s = planned.settings
 
+  if settings_override and not fake_data:
+    raise ConfigError("--sweep needs --fake-data (it changes the number of classes)")
   t0 = time.perf_counter()
-  if fake_data:
-    bank = fake_bank(s.num_classes, c_pad, depth, s.image_shape, mesh)
-  else:
-    if settings_override:
-      raise ConfigError("--sweep needs --fake-data (it changes the number of classes)")
-    bank = real_bank(config, info, mesh)
-    configs.validate_counts(config, [int(c) for c in jax.device_get(bank.counts)
-                                     if c > 0], info.class_names)
-  jax.block_until_ready(bank)
+  source = data_source(config, info, s, mesh, fake_data=fake_data, depth=depth)
+  jax.block_until_ready([a for a in jax.tree.leaves(source.arg_specs(s))
+                         if isinstance(a, jax.Array)])
   t_data = time.perf_counter() - t0
 
-  syn_sharding = sharding(5)
-  state_shardings = plan_lib.state_shardings(s, mesh)
-  init_fn = jax.jit(steps.init_synthetic(s, config.synthetic.init, data.sample_real),
-                    out_shardings=syn_sharding)
-  state = jax.jit(lambda x: steps.init_state(s, x), out_shardings=state_shardings)(
-      init_fn(bank))
-
-  if planned.executable_for(state, bank, jnp.int32(0)) is not None:
+  syn = source.initial_synthetic(s, config.synthetic.init, parallel.class_sharding(mesh, 5))
+  state = jax.jit(lambda x: steps.init_state(s, x),
+                  out_shardings=plan_lib.state_shardings(s, mesh))(syn)
+  args = (state, *source.arg_specs(s), jnp.int32(0))
+  if planned.executable_for(*args) is not None:
     compiled, cstats = planned.stats["compiled"], planned.stats
   else:
-    compiled, cstats = benchlib.compile_stats(plan_lib.build_step(s, mesh), state, bank,
-                                              jnp.int32(0))
+    compiled, cstats = benchlib.compile_stats(
+        plan_lib.build_step(s, mesh, streaming=source.streaming), *args)
   log(f"  compiled in {cstats['compile_s']:.1f}s; timing {repeats} steps "
       f"after {max(1, warmup)} warm-up")
 
-  def run(state, bank, i):
-    return compiled(state, bank, jnp.int32(i))
+  source.start(0, max(1, warmup) + repeats)
 
-  state, t, first = benchlib.time_steps(run, state, bank, repeats=repeats, warmup=warmup)
+  def run(state, i):
+    return compiled(state, *source.step_args(i), jnp.int32(i))
+
+  try:
+    state, t, first = benchlib.time_steps(run, state, repeats=repeats, warmup=warmup)
+  finally:
+    source.close()
   device_peak = benchlib.device_peak_bytes()
   images = steps.images_per_step(s)
-  flops_xla, flops_model = cstats.get("flops"), convnet_flops(s)
-  # XLA's cost analysis counts the body of a while loop (lax.map / scan) once: when the
-  # convolution count alone exceeds it by > 10 %, the step loops and the model is used.
-  flops, flops_source = flops_xla, "xla_cost_analysis"
-  if flops_model and (not flops_xla or flops_model > 1.1 * flops_xla):
-    flops, flops_source = flops_model, "convnet_model"
+  flops_xla, flops_model = cstats.get("flops"), plan_lib.convnet_flops(s)
+  flops, flops_source = plan_lib.step_flops(s, flops_xla)
   out = {
       "dataset": info.name, "method": s.method, "ipc": s.ipc,
       "step_mode": s.step_mode if s.method == "m3d" else None,
@@ -303,12 +267,6 @@ def measure_eval(config, *, ipc: int = 10, num_nets: int | None = None, passes: 
   """Networks trained per hour under the dm protocol on an IPC-`ipc` set of random images
   of the config's shape: trains `num_nets` nets for `passes` passes (compiled by a first
   call, timed on a second), then scales to the protocol's 1001 passes."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  try:
-    from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
-  except ImportError as err:
-    return {"eval_error": f"jaxcond.evaluate unavailable: {err}"}
-  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   nets_n = num_nets or max(1, int(config.eval.num_nets))
   try:
@@ -454,7 +412,6 @@ def parse_args(argv: Sequence[str]):
 
 
 def _setup_jax(args) -> None:
-  import jax  # pylint: disable=g-import-not-at-top
   if args.platform:
     jax.config.update("jax_platforms", args.platform)
   if args.cpu_devices:
@@ -475,8 +432,8 @@ def _case_configs(args) -> list:
     if "," in (args.method or "") or "," in (args.ipc or ""):
       raise ConfigError("--sweep takes one --method and one --ipc")
     if args.config is None:
-      config = configs.make_config("cifar10", f"method={args.method or 'dm'},"
-                                              f"ipc={int(args.ipc) if args.ipc else 1}")
+      config = configs.method_config("cifar10", method=args.method or "dm",
+                                     ipc=int(args.ipc) if args.ipc else 1)
       cli.apply_overrides(config, [*args.overrides, *_set_overrides(args.set)])
       apply_workload(config, args.workload)
       configs.validate(config)
@@ -496,7 +453,6 @@ def run(args) -> list[dict]:
   """Measures every case of the parsed command line `args` (`parse_args`); returns rows."""
   _setup_jax(args)
   cases = _case_configs(args)
-  from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
   machine = benchlib.machine_info()
   _log(f"machine: {machine}")
   peak = None

@@ -35,7 +35,6 @@ memory.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -44,8 +43,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from jaxcond import files, synthetic_io
-from jaxcond.errors import ConfigError, DataError, JaxcondError
+import jax
+
+from jaxcond import baselines, cli, condense, configs, data, evaluate, files, rng
+from jaxcond import synthetic_io
+from jaxcond.data import registry
+from jaxcond.errors import ConfigError, DataError
 
 CONDENSED = ("dm", "m3d", "ddm")
 SELECTED = ("random", "herding")
@@ -86,7 +89,6 @@ class ContinualSettings:
 
 def class_order(seed: int, num_classes: int) -> np.ndarray:
   """The seeded class permutation of one order (a jax key from `seed`)."""
-  import jax  # pylint: disable=g-import-not-at-top
   key = jax.random.fold_in(jax.random.key(int(seed)), _ORDER_PURPOSE)
   return np.asarray(jax.random.permutation(key, num_classes), np.int64)
 
@@ -132,7 +134,6 @@ def gdumb_eval(memory: Memory, x_test, y_test, *, settings, num_classes: int, se
                net=None, log: Callable | None = None) -> dict:
   """GDumb step: fresh nets trained from scratch on the whole memory, tested on the seen
   classes (`jaxcond.evaluate.evaluate_arrays`, the configured protocol)."""
-  from jaxcond import evaluate  # pylint: disable=g-import-not-at-top
   x, y = memory.arrays()
   xt, yt = seen_test(x_test, y_test, memory.classes)
   res = evaluate.evaluate_arrays(x, y, xt, yt, settings=settings, num_classes=num_classes,
@@ -144,60 +145,9 @@ def gdumb_eval(memory: Memory, x_test, y_test, *, settings, num_classes: int, se
 
 # ----------------------------------------------------------------------------- memories
 
-def condense_classes(cfg, info, images, labels, classes, *, seed: int,
-                     log: Callable | None = None) -> tuple[np.ndarray, dict]:
-  """Condenses the real images of `classes` (global ids) with `cfg` (a `jaxcond.condense`
-  config: method, ipc, steps, ...) -> (normalised images [k·n, H, W, ch] class-major,
-  info dict). The same settings (`configs.step_settings`), initialisation and jitted bank
-  step as `jaxcond.condense.run`, on a bank of these classes only; no checkpoints inside
-  (the step's memory is the unit of resumption). Decoded images for factor > 1 (M3D)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxcond import configs, data, steps  # pylint: disable=g-import-not-at-top
-  classes = [int(c) for c in classes]
-  configs.validate(cfg)
-  configs.validate_shapes(cfg, info.image_shape)
-  counts = np.bincount(labels, minlength=info.num_classes)[classes]
-  configs.validate_counts(cfg, counts, [info.class_names[c] for c in classes]
-                          if info.class_names else None)
-  s = dataclasses.replace(configs.step_settings(cfg, info), num_classes=len(classes),
-                          seed=int(seed))
-  bank = data.build_bank(images, labels, info.num_classes, classes=classes)
-  t0 = time.perf_counter()
-  init_fn, step_fn = _condense_fns(s, cfg.synthetic.init)
-  state = steps.init_state(s, init_fn(bank))
-  losses = []
-  for i in range(int(cfg.steps)):
-    state, m = step_fn(state, bank, jnp.int32(i))
-    if (i + 1) % max(int(cfg.log_every), 1) == 0 or i + 1 == cfg.steps:
-      losses.append(float(m["loss"]))
-      if not np.isfinite(losses[-1]):
-        raise JaxcondError(f"{s.method}: loss became {losses[-1]} at step {i} while "
-                           f"condensing classes {classes}; try a smaller synthetic.lr")
-      if log:
-        log(f"{s.method} classes {classes}: step {i + 1}/{cfg.steps} loss {losses[-1]:.4g}")
-  x_norm, x_dec = steps.export_images(state["syn"], s)
-  x = np.asarray(x_dec if x_dec is not None else x_norm, np.float32)
-  x = x.reshape((-1,) + tuple(info.image_shape))
-  return x, {"seconds": time.perf_counter() - t0, "steps": int(cfg.steps),
-             "final_loss": losses[-1] if losses else None, "stored_ipc": s.ipc,
-             "factor": s.factor}
-
-
-@functools.lru_cache(maxsize=16)
-def _condense_fns(s, init: str):
-  """Jitted (init, step) of settings `s`, kept so that the steps of one order (same
-  settings, same number of new classes) compile once."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import data, steps  # pylint: disable=g-import-not-at-top
-  model = steps.make_model(s)
-  return (jax.jit(steps.init_synthetic(s, init, data.sample_real)),
-          jax.jit(steps.make_bank_step(s, data.sample_real, None, model), donate_argnums=(0,)))
-
-
 def select_classes(method: str, x_norm, labels, classes, ipc: int, *, key,
                    feature_net: str = "convnet", num_classes: int) -> np.ndarray:
   """random / herding memory of `classes`: indices into x_norm, class-major."""
-  from jaxcond import baselines  # pylint: disable=g-import-not-at-top
   classes = [int(c) for c in classes]
   idx_all = np.flatnonzero(np.isin(labels, classes))
   # class-major in the order of `classes`
@@ -209,6 +159,25 @@ def select_classes(method: str, x_norm, labels, classes, ipc: int, *, key,
                                           num_classes=num_classes)
   picked = baselines.select(method, local, len(classes), ipc, key=key, features=feats)
   return idx_all[picked]
+
+
+def make_part(m: str, new, o: int, t: int, s: ContinualSettings, splits: "Splits",
+              mcfgs: dict) -> dict:
+  """The memory `m` of the new classes of (order o, step t): arrays for its .npz file."""
+  seed = s.seed + 1000 * o + t
+  if m in CONDENSED:   # one seed per order: the random nets of a joint run
+    x_new, meta = condense.condense_classes(mcfgs[m], splits.info, splits.x_train,
+                                            splits.y_train, new, seed=s.seed + 1000 * o)
+    y_new = np.repeat(np.asarray(new, np.int32), len(x_new) // len(new))
+  else:
+    key = jax.random.fold_in(rng.seed_key(seed),
+                             _RANDOM_PURPOSE if m == "random" else _HERDING_PURPOSE)
+    t0 = time.perf_counter()
+    idx = select_classes(m, splits.x_train_norm, splits.y_train, new, s.ipc, key=key,
+                         feature_net=s.feature_net, num_classes=splits.info.num_classes)
+    x_new, y_new = splits.x_train_norm[idx], splits.y_train[idx].astype(np.int32)
+    meta = {"seconds": time.perf_counter() - t0, "indices": idx.tolist()}
+  return {"x": x_new, "y": y_new, "classes": np.asarray(new), "meta": json.dumps(meta)}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -226,16 +195,47 @@ def settings_from_config(config, num_classes: int) -> ContinualSettings:
       ipc=int(config.ipc), seed=int(config.seed), feature_net=str(cl.feature_net))
 
 
-def method_config(config, method: str):
-  """The condense config of `method`, with the run's dataset, ipc and model copied in."""
-  if method not in config.methods:
-    raise ConfigError(f"methods.{method}: missing (memories list {method!r})")
-  import copy  # pylint: disable=g-import-not-at-top
-  c = copy.deepcopy(config.methods[method])
-  c.dataset = copy.deepcopy(config.dataset)
-  c.ipc = int(config.ipc)
-  c.model = copy.deepcopy(config.model)
-  return c
+@dataclasses.dataclass
+class Splits:
+  """The real data of the protocol: uint8 train images and labels (condensed memories),
+  normalised train images (selected memories), the normalised test split."""
+  info: Any
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_train_norm: np.ndarray | None
+  x_test: np.ndarray
+  y_test: np.ndarray
+
+
+def load_splits(config, info, loader, need_norm: bool) -> Splits:
+  loader = loader or data.split_loader(config.dataset)
+  x_tr, y_tr = loader("train")
+  x_te, y_te = loader("test")
+  norm = lambda x: synthetic_io.normalize_uint8(x, info.mean, info.std)
+  return Splits(info, x_tr, np.asarray(y_tr, np.int64), norm(x_tr) if need_norm else None,
+                norm(x_te), np.asarray(y_te, np.int32))
+
+
+def run_memory(m: str, o: int, groups, s: ContinualSettings, splits: Splits, mcfgs, esettings,
+               workdir: str, log: Callable) -> tuple[list, list, float, float]:
+  """One memory along one class order: (accuracy per step, std per step, seconds to make
+  the memory, evaluation seconds). Every (step, memory) is read back when on disk."""
+  memory = Memory()
+  accs, stds, cost, eval_s = [], [], 0.0, 0.0
+  for t, new in enumerate(groups):
+    _, npz, js = _paths(workdir, o, t, m)
+    part = files.cached_npz(npz, lambda: make_part(m, new, o, t, s, splits, mcfgs))
+    cost += float(json.loads(str(part["meta"])).get("seconds", 0.0))
+    memory.add(part["x"], part["y"])
+    res = files.cached_json(js, lambda: gdumb_eval(
+        memory, splits.x_test, splits.y_test, settings=esettings,
+        num_classes=splits.info.num_classes, seed=esettings.seed + 1000 * o + t))
+    eval_s += float(res.get("wall_s", 0.0))
+    accs.append(res["mean"])
+    stds.append(res["std"])
+    log(f"order {o} step {t + 1}/{s.num_steps} {m}: {len(memory.classes)} classes, "
+        f"{res['num_train']} images -> {res['mean']:.2f} ± {res['std']:.2f} %")
+  return accs, stds, cost, eval_s
 
 
 def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
@@ -245,102 +245,56 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
 
   loader(split) -> (uint8 images, labels) and info (DatasetInfo) default to jaxcond.data.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import evaluate, rng  # pylint: disable=g-import-not-at-top
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
   log = log or (lambda _: None)
   ds = config.dataset
-  if info is None:
-    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
-    info = registry.get_info(ds.name, resolution=ds.resolution or None)
+  info = info or registry.get_info(ds.name, resolution=ds.resolution or None)
   s = settings_from_config(config, info.num_classes)
   esettings = evaluate.EvalSettings.from_config(config)
-  mcfgs = {m: method_config(config, m) for m in s.memories if m in CONDENSED}
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
-  for m, c in mcfgs.items():
+  mcfgs = {m: condense.classes_config(config, m) for m in s.memories if m in CONDENSED}
+  for c in mcfgs.values():
     configs.validate(c)
-  if loader is None:
-    from jaxcond import data  # pylint: disable=g-import-not-at-top
-    loader = data.split_loader(ds)
-  x_tr, y_tr = loader("train")
-  y_tr = np.asarray(y_tr, np.int64)
-  x_te, y_te = loader("test")
-  x_te = synthetic_io.normalize_uint8(x_te, info.mean, info.std)
-  y_te = np.asarray(y_te, np.int32)
-  x_tr_norm = (synthetic_io.normalize_uint8(x_tr, info.mean, info.std)
-               if set(s.memories) & set(SELECTED) else None)
+  splits = load_splits(config, info, loader, bool(set(s.memories) & set(SELECTED)))
   os.makedirs(workdir, exist_ok=True)
-  from jaxcond import nas  # pylint: disable=g-import-not-at-top
   # Orders and memories are independent (their own files), so they are not part of the
   # protocol: they may run in separate processes on one workdir, or a few memories first,
   # and then one run lists them all.
-  nas.check_same_search(os.path.join(workdir, "protocol.json"), {
+  files.check_same_record(os.path.join(workdir, "protocol.json"), {
       "settings": {k: v for k, v in dataclasses.asdict(s).items()
                    if k not in ("orders", "memories")},
       "eval": esettings.to_dict(), "dataset": info.name,
-      "condense": {m: configs.to_jsonable(method_config(config, m)) for m in CONDENSED
-                   if m in config.methods}})
+      "condense": {m: configs.to_jsonable(condense.classes_config(config, m))
+                   for m in CONDENSED if m in config.methods}})
   t_start = time.perf_counter()
-
   groups_of = {o: split_classes(class_order(o, info.num_classes), s.num_steps)
                for o in s.orders}
-  per_order: dict[str, list[list[float]]] = {m: [] for m in s.memories}
-  per_order_std: dict[str, list[list[float]]] = {m: [] for m in s.memories}
-  cost: dict[str, float] = {m: 0.0 for m in s.memories}
+  per_order = {m: [] for m in s.memories}
+  cost = {m: 0.0 for m in s.memories}
   eval_s = 0.0
-  for oi, o in enumerate(s.orders):
-    groups = groups_of[o]
-    log(f"order {o}: " + " | ".join(",".join(map(str, g)) for g in groups))
+  for o in s.orders:
+    log(f"order {o}: " + " | ".join(",".join(map(str, g)) for g in groups_of[o]))
     for m in s.memories:
-      memory = Memory()
-      accs, stds = [], []
-      for t, new in enumerate(groups):
-        d, npz, js = _paths(workdir, o, t, m)
-        os.makedirs(d, exist_ok=True)
-        if os.path.exists(npz):
-          with np.load(npz) as f:
-            x_new, y_new = f["x"], f["y"]
-        else:
-          seed = s.seed + 1000 * o + t
-          if m in CONDENSED:   # one seed per order: the random nets of a joint run
-            seed = s.seed + 1000 * o
-            x_new, meta = condense_classes(mcfgs[m], info, x_tr, y_tr, new, seed=seed,
-                                           log=None)
-            per = len(x_new) // len(new)
-            y_new = np.repeat(np.asarray(new, np.int32), per)
-          else:
-            key = jax.random.fold_in(rng.seed_key(seed),
-                                     _RANDOM_PURPOSE if m == "random" else _HERDING_PURPOSE)
-            t0 = time.perf_counter()
-            idx = select_classes(m, x_tr_norm, y_tr, new, s.ipc, key=key,
-                                 feature_net=s.feature_net, num_classes=info.num_classes)
-            x_new, y_new = x_tr_norm[idx], y_tr[idx].astype(np.int32)
-            meta = {"seconds": time.perf_counter() - t0, "indices": idx.tolist()}
-          tmp = npz + ".tmp.npz"
-          np.savez(tmp, x=x_new, y=y_new, classes=np.asarray(new), meta=json.dumps(meta))
-          os.replace(tmp, npz)
-        with np.load(npz) as f:
-          cost[m] += float(json.loads(str(f["meta"])).get("seconds", 0.0))
-        memory.add(x_new, y_new)
-        if os.path.exists(js):
-          with open(js, encoding="utf-8") as f:
-            res = json.load(f)
-        else:
-          res = gdumb_eval(memory, x_te, y_te, settings=esettings,
-                           num_classes=info.num_classes, seed=esettings.seed + 1000 * o + t)
-          files.write_json(js, res, indent=1)
-        eval_s += float(res.get("wall_s", 0.0))
-        accs.append(res["mean"])
-        stds.append(res["std"])
-        log(f"order {o} step {t + 1}/{s.num_steps} {m}: {len(memory.classes)} classes, "
-            f"{res['num_train']} images -> {res['mean']:.2f} ± {res['std']:.2f} %")
+      accs, stds, secs, e_s = run_memory(m, o, groups_of[o], s, splits, mcfgs, esettings,
+                                         workdir, log)
       per_order[m].append(accs)
-      per_order_std[m].append(stds)
+      cost[m] += secs
+      eval_s += e_s
+  results = summarize(config, s, info, groups_of, per_order, esettings, cost=cost,
+                      eval_s=eval_s, wall_s=time.perf_counter() - t_start)
+  table = results_table(results)
+  files.write_results(workdir, results, table)
+  plot(results, os.path.join(workdir, "accuracy.png"))
+  log(table)
+  return results
 
+
+def summarize(config, s: ContinualSettings, info, groups_of, per_order, esettings, *,
+              cost, eval_s, wall_s) -> dict:
+  """The results.json record: mean / std over orders per step, per-order curves, costs."""
   classes_seen = [int(sum(len(g) for g in groups_of[s.orders[0]][:t + 1]))
                   for t in range(s.num_steps)]
-  results = {
+  return {
       "accuracy": {m: np.mean(per_order[m], axis=0).tolist() for m in s.memories},
       "accuracy_std_over_orders": {m: np.std(per_order[m], axis=0).tolist()
                                    for m in s.memories},
@@ -349,18 +303,11 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
       "classes_seen": classes_seen,
       "orders": {str(o): [g.tolist() for g in groups_of[o]] for o in s.orders},
       "memory_seconds": cost, "eval_seconds_this_run": eval_s,
-      "wall_seconds_this_run": time.perf_counter() - t_start,
+      "wall_seconds_this_run": wall_s,
       "dataset": info.name, "ipc": s.ipc, "num_steps": s.num_steps,
       "eval": esettings.to_dict(), "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
-  table = results_table(results)
-  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(table)
-  plot(results, os.path.join(workdir, "accuracy.png"))
-  log(table)
-  return results
 
 
 def results_table(results: dict) -> str:
@@ -380,7 +327,7 @@ def results_table(results: dict) -> str:
 
 def plot(results: dict, path: str) -> str:
   """Accuracy against the number of classes seen, one curve per memory (PNG)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top  (optional extra)
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
@@ -409,7 +356,6 @@ PROGRAM_SUMMARY = ("Class-incremental learning with a condensed memory (DM paper
 
 def main(argv=None) -> int:
   """`python -m jaxcond.continual --config experiments/continual.py:ARG --workdir DIR`."""
-  from jaxcond import cli  # pylint: disable=g-import-not-at-top
   program = cli.Program(
       "continual", PROGRAM_SUMMARY,
       examples=("python -m jaxcond.continual --config experiments/continual.py:runlocal "

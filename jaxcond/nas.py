@@ -44,7 +44,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from jaxcond import files, synthetic_io
+import jax
+
+from jaxcond import cli, condense, configs, data, evaluate, files, nets, rng, synthetic_io
+from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
 PAPER_GRID = {"depth": (1, 2, 3, 4), "width": (32, 64, 128, 256),
@@ -80,7 +83,6 @@ def grid(depths, widths, acts, norms, pools) -> list[Arch]:
 def arch_net(arch: Arch, num_classes: int, image_shape: tuple):
   """`jaxcond.evaluate.NetFns` of `arch` (cached: one object per arch, so the evaluator's
   jitted programs are reused across proxies)."""
-  from jaxcond import evaluate, nets  # pylint: disable=g-import-not-at-top
   model = nets.get_model("convnet", num_classes=num_classes, image_shape=image_shape,
                          depth=arch.depth, width=arch.width, act=arch.act, norm=arch.norm,
                          pool=arch.pool)
@@ -149,7 +151,6 @@ def rank_report(proxy: Sequence[float], whole: Sequence[float], names: Sequence[
 
 def balanced_subset(key, labels, num_classes: int, per_class: int) -> np.ndarray:
   """Seeded `per_class` indices per class (all of a class when it has fewer), sorted."""
-  import jax  # pylint: disable=g-import-not-at-top
   out = []
   for c in range(num_classes):
     idx = np.flatnonzero(np.asarray(labels) == c)
@@ -217,85 +218,30 @@ def shard_archs(archs, shard: str) -> list:
   return list(archs)[i::n]
 
 
-def check_same_search(path: str, record: dict) -> None:
-  """Writes `record` (what the results depend on) on a fresh workdir; on resume, a
-  ConfigError unless it is the same, so finished results are never mixed with others."""
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
-  record = json.loads(json.dumps(record))
-
-  def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-      if isinstance(v, dict):
-        out.update(_flat(v, f"{prefix}{k}."))
-      else:
-        out[f"{prefix}{k}"] = v
-    return out
-
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    diff = configs.differing_fields(_flat(saved), _flat(record))
-    if diff:
-      raise ConfigError(f"{diff[0]}: {os.path.dirname(path)} holds results made with other "
-                        f"settings; use another --workdir")
-    return
-  files.write_json(path, record, indent=1)
-
-
 def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
   """(images, labels, seconds to make) of a proxy set, saved under DIR/proxies/."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import continual, rng  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "proxies", f"{name}.npz")
-  if os.path.exists(path):
-    with np.load(path) as f:
-      return f["x"], f["y"], float(f["seconds"])
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  t0 = time.perf_counter()
-  if name == "random":
-    key = jax.random.fold_in(rng.seed_key(s.seed), _RANDOM_PROXY_PURPOSE)
-    idx = balanced_subset(key, y, info.num_classes, s.proxy_ipc)
-    x, yy = x_norm[idx], y[idx].astype(np.int32)
-  else:
-    log(f"condensing the {name} proxy ({s.proxy_ipc}/class) ...")
-    cfg = continual.method_config(config, name)
-    x, meta = continual.condense_classes(cfg, info, x_u8, y, range(info.num_classes),
-                                         seed=s.seed, log=log)
-    yy = np.repeat(np.arange(info.num_classes, dtype=np.int32), len(x) // info.num_classes)
-  seconds = time.perf_counter() - t0
-  np.savez(path + ".tmp.npz", x=x, y=yy, seconds=seconds)
-  os.replace(path + ".tmp.npz", path)
-  return x, yy, seconds
+  def make():
+    t0 = time.perf_counter()
+    if name == "random":
+      key = jax.random.fold_in(rng.seed_key(s.seed), _RANDOM_PROXY_PURPOSE)
+      idx = balanced_subset(key, y, info.num_classes, s.proxy_ipc)
+      x, yy = x_norm[idx], y[idx].astype(np.int32)
+    else:
+      log(f"condensing the {name} proxy ({s.proxy_ipc}/class) ...")
+      cfg = condense.classes_config(config, name)
+      x, _ = condense.condense_classes(cfg, info, x_u8, y, range(info.num_classes),
+                                       seed=s.seed, log=log)
+      yy = np.repeat(np.arange(info.num_classes, dtype=np.int32), len(x) // info.num_classes)
+    return {"x": x, "y": yy, "seconds": time.perf_counter() - t0}
+
+  f = files.cached_npz(os.path.join(workdir, "proxies", f"{name}.npz"), make)
+  return f["x"], f["y"], float(f["seconds"])
 
 
-def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
-        ) -> dict[str, Any]:
-  """The architecture search of `config` into `workdir` (resuming); returns the results
-  dict also written to `workdir/results.json`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import evaluate, rng  # pylint: disable=g-import-not-at-top
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
-  if not workdir:
-    raise ConfigError("workdir: required (--workdir DIR)")
-  log = log or (lambda _: None)
-  ds = config.dataset
-  if info is None:
-    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
-    info = registry.get_info(ds.name, resolution=ds.resolution or None)
-  s = settings_from_config(config)
-  base = evaluate.EvalSettings.from_config(config)
-  base = dataclasses.replace(base, num_nets=s.num_nets)
-  proxy_eval = dataclasses.replace(base, epochs=s.proxy_epochs)
-  early_eval = dataclasses.replace(base, epochs=s.early_epochs, strategy=s.whole_strategy)
-  whole_eval = dataclasses.replace(base, epochs=s.whole_epochs, strategy=s.whole_strategy)
-  image_shape = tuple(int(v) for v in info.image_shape)
-  for a in s.archs:   # ConfigError for a bad variant before any training
-    arch_net(a, info.num_classes, image_shape)
-
-  if loader is None:
-    from jaxcond import data  # pylint: disable=g-import-not-at-top
-    loader = data.split_loader(ds)
+def load_data(config, s: NasSettings, info, loader):
+  """(uint8 train images, train labels, normalised train images, normalised test images,
+  test labels), each split cut to `train_per_class` / `test_per_class` when set."""
+  loader = loader or data.split_loader(config.dataset)
   x_u8, y = loader("train")
   y = np.asarray(y, np.int64)
   key = rng.seed_key(s.seed)
@@ -311,26 +257,57 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
                            s.test_per_class)
     xt, yt = np.asarray(xt)[keep], yt[keep]
   xt = synthetic_io.normalize_uint8(xt, info.mean, info.std)
-  yt = yt.astype(np.int32)
+  return x_u8, y, x_norm, xt, yt.astype(np.int32)
+
+
+def eval_settings(config, s: NasSettings) -> dict:
+  """The evaluation settings of each run: proxies, `early` and the `whole` target."""
+  base = dataclasses.replace(evaluate.EvalSettings.from_config(config), num_nets=s.num_nets)
+  evals = {p: dataclasses.replace(base, epochs=s.proxy_epochs) for p in s.proxies}
+  evals["early"] = dataclasses.replace(base, epochs=s.early_epochs, strategy=s.whole_strategy)
+  evals["whole"] = dataclasses.replace(base, epochs=s.whole_epochs, strategy=s.whole_strategy)
+  return {"base": base, **evals}
+
+
+def train_arch(a: Arch, p: str, x, yy, xt, yt, settings, info, seed: int) -> dict:
+  """One architecture trained on one proxy (or the whole set): its result record."""
+  net = arch_net(a, info.num_classes, tuple(int(v) for v in info.image_shape))
+  out = evaluate.train_and_test(net, x, yy, xt, yt, settings=settings, seed=seed)
+  last = out["checkpoint_accuracies"][-1]
+  return {"arch": dataclasses.asdict(a), "proxy": p, "mean": float(np.mean(last)),
+          "accuracies": last, "wall_s": out["wall_seconds"], "train_s": out["train_seconds"],
+          "epochs": settings.epochs, "num_train": int(len(yy))}
+
+
+def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
+        ) -> dict[str, Any]:
+  """The architecture search of `config` into `workdir` (resuming); returns the results
+  dict also written to `workdir/results.json`."""
+  if not workdir:
+    raise ConfigError("workdir: required (--workdir DIR)")
+  log = log or (lambda _: None)
+  ds = config.dataset
+  info = info or registry.get_info(ds.name, resolution=ds.resolution or None)
+  s = settings_from_config(config)
+  evals = eval_settings(config, s)
+  for a in s.archs:   # ConfigError for a bad variant before any training
+    arch_net(a, info.num_classes, tuple(int(v) for v in info.image_shape))
+  x_u8, y, x_norm, xt, yt = load_data(config, s, info, loader)
   os.makedirs(workdir, exist_ok=True)
-  check_same_search(os.path.join(workdir, "search.json"),
-                    {"settings": json.loads(json.dumps(dataclasses.asdict(s))),
-                     "eval": base.to_dict(), "dataset": info.name,
-                     "condense": {p: configs.to_jsonable(config.methods[p])
-                                  for p in s.proxies if p in config.methods}})
+  files.check_same_record(os.path.join(workdir, "search.json"),
+                          {"settings": json.loads(json.dumps(dataclasses.asdict(s))),
+                           "eval": evals["base"].to_dict(), "dataset": info.name,
+                           "condense": {p: configs.to_jsonable(config.methods[p])
+                                        for p in s.proxies if p in config.methods}})
   log(f"nas on {info.name}: {len(s.archs)} architectures, proxies {', '.join(s.proxies)}; "
       f"whole set {len(y)} images, test {len(yt)}")
-
   sets, make_s = {}, {}
   for p in s.proxies:
     if p != "early":
-      sets[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)[:2]
-      make_s[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)[2]
+      x, yy, make_s[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)
+      sets[p] = (x, yy)
   sets["early"] = sets["whole"] = (x_norm, y.astype(np.int32))
-  evals = {p: proxy_eval for p in s.proxies}
-  evals["early"], evals["whole"] = early_eval, whole_eval
   runs = list(s.proxies) + ["whole"]
-
   acc: dict[str, dict[str, float]] = {}
   secs: dict[str, float] = {p: 0.0 for p in runs}
   t_start = time.perf_counter()
@@ -339,66 +316,58 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   for ai, a in enumerate(s.archs):
     if a not in mine:
       continue
-    d = os.path.join(workdir, "archs", a.name)
-    os.makedirs(d, exist_ok=True)
     acc[a.name] = {}
     for p in runs:
-      path = os.path.join(d, f"{p}.json")
-      if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-          rec = json.load(f)
-      else:
-        x, yy = sets[p]
-        net = arch_net(a, info.num_classes, image_shape)
-        out = evaluate.train_and_test(net, x, yy, xt, yt, settings=evals[p], seed=s.seed)
-        last = out["checkpoint_accuracies"][-1]
-        rec = {"arch": dataclasses.asdict(a), "proxy": p, "mean": float(np.mean(last)),
-               "accuracies": last, "wall_s": out["wall_seconds"],
-               "train_s": out["train_seconds"], "epochs": evals[p].epochs,
-               "num_train": int(len(yy))}
-        files.write_json(path, rec, indent=1)
-        trained += 1
+      path = os.path.join(workdir, "archs", a.name, f"{p}.json")
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      trained += not os.path.exists(path)
+      rec = files.cached_json(path, lambda: train_arch(a, p, *sets[p], xt, yt, evals[p], info,
+                                                       s.seed))
       acc[a.name][p] = rec["mean"]
       secs[p] += rec["wall_s"]
     log(f"[{ai + 1}/{len(s.archs)}] {a.name}: " +
         ", ".join(f"{p} {acc[a.name][p]:.1f}" for p in runs))
-
   if len(mine) < len(s.archs):
     log(f"shard {config.nas.shard}: {len(mine)} architectures done; run without "
         f"nas.shard to gather the results")
     return {"architectures": acc, "trained_this_run": trained}
+  results = summarize(config, s, info, acc, secs, make_s, evals, runs, len(y), len(yt),
+                      trained=trained, wall_s=time.perf_counter() - t_start)
+  table = results_table(results)
+  files.write_results(workdir, results, table)
+  log(table)
+  return results
+
+
+def summarize(config, s: NasSettings, info, acc, secs, make_s, evals, runs, num_train,
+              num_test, *, trained, wall_s) -> dict:
+  """The results.json record: rank correlations of each proxy, picks, costs, accuracies."""
   names = [a.name for a in s.archs]
   whole = [acc[n]["whole"] for n in names]
   reports = {p: rank_report([acc[n][p] for n in names], whole, names,
                             top_fraction=s.top_fraction) for p in s.proxies}
-  cost = {p: secs[p] + make_s.get(p, 0.0) for p in s.proxies}
-  results = {
+  first = reports[s.proxies[0]]
+  return {
       "spearman": {p: r["spearman"] for p, r in reports.items()},
       "kendall": {p: r["kendall"] for p, r in reports.items()},
       "spearman_top": {p: r["spearman_top"] for p, r in reports.items()},
       "kendall_top": {p: r["kendall_top"] for p, r in reports.items()},
-      "top_k": reports[s.proxies[0]]["top_k"],
+      "top_k": first["top_k"],
       "picked": {p: {k: r[k] for k in ("picked", "picked_whole_accuracy", "picked_whole_rank")}
                  for p, r in reports.items()},
-      "best_whole": {"arch": reports[s.proxies[0]]["best_whole"],
-                     "accuracy": reports[s.proxies[0]]["best_whole_accuracy"]},
-      "cost_seconds": cost, "proxy_make_seconds": make_s,
+      "best_whole": {"arch": first["best_whole"], "accuracy": first["best_whole_accuracy"]},
+      "cost_seconds": {p: secs[p] + make_s.get(p, 0.0) for p in s.proxies},
+      "proxy_make_seconds": make_s,
       "train_seconds": secs, "whole_seconds": secs["whole"],
       "architectures": acc, "num_architectures": len(names),
       "grid": {k: list(config.nas[k]) for k in ("depths", "widths", "acts", "norms", "pools")},
-      "dataset": info.name, "num_train": int(len(y)), "num_test": int(len(yt)),
+      "dataset": info.name, "num_train": int(num_train), "num_test": int(num_test),
       "proxy_ipc": s.proxy_ipc,
-      "epochs": {p: evals[p].epochs for p in runs}, "eval": base.to_dict(),
-      "trained_this_run": trained, "wall_seconds_this_run": time.perf_counter() - t_start,
+      "epochs": {p: evals[p].epochs for p in runs}, "eval": evals["base"].to_dict(),
+      "trained_this_run": trained, "wall_seconds_this_run": wall_s,
       "accuracy_unit": "percent",
       "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
   }
-  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
-  table = results_table(results)
-  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(table)
-  log(table)
-  return results
 
 
 def results_table(r: dict) -> str:
@@ -421,7 +390,6 @@ def results_table(r: dict) -> str:
 
 def main(argv=None) -> int:
   """`python -m jaxcond.nas --config experiments/nas.py:ARG --workdir DIR`."""
-  from jaxcond import cli  # pylint: disable=g-import-not-at-top
   program = cli.Program(
       "nas", "Architecture search on a proxy (DC/DM papers, arXiv 2006.05929, 2110.04181): "
       "rank ConvNet variants trained on a condensed set, a random subset and a short run "

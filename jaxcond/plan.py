@@ -27,10 +27,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-
-import numpy as np
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcond import backend, benchlib, configs, data, nets, parallel, steps
+from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
 GIB = 2 ** 30
@@ -43,7 +47,6 @@ SAFETY = 0.85             # plan to this fraction of the budget (allocator slack
 def _platform() -> str:
   """The policy whose preferences apply: 'cpu' or 'accelerator' (`jaxcond.backend`, where
   `backend.force(...)` or `JAXCOND_BACKEND_POLICY` override it, e.g. for tests)."""
-  from jaxcond import backend  # pylint: disable=g-import-not-at-top
   return backend.policy()
 
 
@@ -52,8 +55,6 @@ def budget_bytes(config, policy: str | None = None) -> int:
   gb = float(config.memory_budget_gb)
   if gb > 0:
     return int(gb * GIB)
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import backend  # pylint: disable=g-import-not-at-top
   dev = jax.local_devices()[0]
   limit = backend.device_memory_bytes(dev) or 16 * GIB
   if dev.platform == "cpu":     # the (fake) CPU devices share the host's memory
@@ -98,7 +99,6 @@ def syn_images(s, local: int) -> int:
 
 def with_layout(s, local: int, real: int, syn: int, policy: str):
   """Settings with the chunks for about `real` / `syn` images per device per iteration."""
-  from jaxcond import steps  # pylint: disable=g-import-not-at-top
   k, rcpg = real_layout(real, s.batch_real, local)
   scpg = max(1, syn // max(1, s.syn_per_class))
   scpg = 0 if scpg >= local else scpg
@@ -132,9 +132,6 @@ def preferred(config, s, local: int, policy: str) -> tuple[int, int, bool, bool]
 # ------------------------------------------------------------------------------ the step
 
 def state_shardings(s, mesh):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
   syn = parallel.class_sharding(mesh, 5)
   return {"syn": syn,
           "opt": jax.tree.map(lambda _: syn, steps.optimizer(s).init(jnp.zeros((1,))))}
@@ -146,8 +143,6 @@ def build_step(s, mesh, *, streaming: bool = False, model=None):
   Bank mode: `fn(state, bank, step)` samples the real batch from the class bank inside the
   jit; streaming: `fn(state, real_u8, class_ids, step)`. State donated, outputs sharded.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxcond import data, parallel, steps  # pylint: disable=g-import-not-at-top
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   out = (state_shardings(s, mesh), parallel.replicated(mesh))
   if streaming:
@@ -159,10 +154,6 @@ def build_step(s, mesh, *, streaming: bool = False, model=None):
 
 def abstract_args(s, mesh, *, depth: int, streaming: bool = False) -> tuple:
   """ShapeDtypeStructs (with shardings) of the step's arguments: no data needed."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxcond import parallel, steps  # pylint: disable=g-import-not-at-top
-  from jaxcond.data import ClassBank  # pylint: disable=g-import-not-at-top
   c_pad = parallel.padded_num_classes(s.num_classes, mesh)
   hwc = tuple(int(v) for v in s.image_shape)
   shard = lambda nd: parallel.class_sharding(mesh, nd)
@@ -174,7 +165,7 @@ def abstract_args(s, mesh, *, depth: int, streaming: bool = False) -> tuple:
   if streaming:
     real = jax.ShapeDtypeStruct((c_pad, s.batch_real) + hwc, jnp.uint8, sharding=shard(5))
     return state, real, ids, step
-  bank = ClassBank(images=jax.ShapeDtypeStruct((c_pad, depth) + hwc, jnp.uint8,
+  bank = data.ClassBank(images=jax.ShapeDtypeStruct((c_pad, depth) + hwc, jnp.uint8,
                                                sharding=shard(5)),
                    counts=ids, class_ids=ids)
   return state, bank, step
@@ -182,7 +173,6 @@ def abstract_args(s, mesh, *, depth: int, streaming: bool = False) -> tuple:
 
 def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
   """Compiles the step from shapes; memory per device and FLOPs from XLA."""
-  from jaxcond import benchlib  # pylint: disable=g-import-not-at-top
   jitted = build_step(s, mesh, streaming=streaming)
   args = abstract_args(s, mesh, depth=depth, streaming=streaming)
   compiled, st = benchlib.compile_stats(jitted, *args)
@@ -198,7 +188,6 @@ def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
 def _same_signature(args, abstract) -> bool:
   """Whether concrete `args` have the shapes, dtypes and shardings `abstract` was compiled
   for (a sharding-less leaf, e.g. the step scalar, matches any)."""
-  import jax  # pylint: disable=g-import-not-at-top
   a, b = jax.tree.leaves(args), jax.tree.leaves(abstract)
   if jax.tree.structure(args) != jax.tree.structure(abstract):
     return False
@@ -216,9 +205,6 @@ def _piece_slopes(s) -> dict:
   """Temporary bytes per real image (forward) and per synthetic image (forward + backward
   to the pixels), from two tiny single-device compiles of each piece, and the per-class
   sizes of what the real side keeps (features, tap means)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxcond import benchlib, steps  # pylint: disable=g-import-not-at-top
   model = steps.make_model(s)
   one = dataclasses.replace(s, real_chunk=0, real_cpg=0, syn_cpg=0, syn_unroll=False)
   hwc = tuple(int(v) for v in s.image_shape)
@@ -262,6 +248,43 @@ def _piece_slopes(s) -> dict:
           "feat_dim": feat_dim, "tap_elems": tap_elems}
 
 
+# ------------------------------------------------------------------------------ FLOPs
+
+def convnet_flops(s) -> float | None:
+  """Convolution FLOPs of one step for the ConvNet family (None for other nets).
+
+  Per image and block: 2·H·W·C_in·C_out·9 multiply-adds (output size, padding 1; 3 for a
+  1-channel first layer). Real images: forward only (no gradient). Synthetic: forward plus
+  the backward to the pixels (≈ 1 forward per conv; no weight gradients are needed since
+  the net is constant). Norm, pooling, augmentation and the objective are not counted.
+  """
+  if not s.model_name.startswith("convnet"):
+    return None
+  model = nets.get_model(s.model_name, num_classes=s.num_classes, image_shape=s.image_shape,
+                         **dict(s.model_overrides))
+  h, w, cin = s.image_shape
+  per_image = 0.0
+  for d in range(model.depth):
+    pad = 3 if (cin == 1 and d == 0) else 1
+    h, w = h + 2 * pad - 2, w + 2 * pad - 2
+    c_in = cin if d == 0 else model.width
+    per_image += 2.0 * h * w * c_in * model.width * 9
+    if model.pool != "none":
+      h, w = h // 2, w // 2
+  # the backward of the first conv to the pixels is as costly as its forward
+  return s.num_classes * per_image * (s.batch_real + 2 * s.syn_per_class)
+
+
+def step_flops(s, xla_flops: float | None) -> tuple[float | None, str]:
+  """(FLOPs per step, source): XLA's cost analysis, or the ConvNet convolution count when
+  that is > 10 % larger (XLA counts the body of a while loop, lax.map / scan, once, and
+  the chunked step loops)."""
+  model = convnet_flops(s)
+  if model and (not xla_flops or model > 1.1 * xla_flops):
+    return model, "convnet_model"
+  return xla_flops, "xla_cost_analysis"
+
+
 # ------------------------------------------------------------------------------ the plan
 
 @dataclasses.dataclass
@@ -293,7 +316,6 @@ class Plan:
     return int(self.stats["per_device_bytes"])
 
   def chunks_line(self) -> str:
-    from jaxcond import steps  # pylint: disable=g-import-not-at-top
     s, local = self.settings, self.local_classes
     k = s.real_chunk or s.batch_real
     rcpg = s.real_cpg or local
@@ -319,13 +341,8 @@ class Plan:
     ] + ([f"  note: {self.note}"] if note and self.note else [])
 
   def flops(self) -> tuple[float | None, str]:
-    """FLOPs per step: XLA's count, or the ConvNet convolution count when that is > 10 %
-    larger (XLA counts a while-loop body once; the chunked step loops)."""
-    from jaxcond import bench  # pylint: disable=g-import-not-at-top
-    xla, model = self.stats.get("flops"), bench.convnet_flops(self.settings)
-    if model and (not xla or model > 1.1 * xla):
-      return model, "convnet_model"
-    return xla, "xla_cost_analysis"
+    """FLOPs per step and where the count comes from (`step_flops`)."""
+    return step_flops(self.settings, self.stats.get("flops"))
 
   def summary(self) -> dict:
     s = self.settings
@@ -358,7 +375,6 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   depth: bank depth (largest class; ignored when streaming). strict: raise ConfigError
   when nothing fits (else return the smallest plan with fits=False, for `--plan`).
   """
-  from jaxcond import configs, parallel  # pylint: disable=g-import-not-at-top
   policy = policy or _platform()
   t_all = time.perf_counter()
   devices = mesh.size
@@ -372,7 +388,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   bank_bytes = 0 if streaming else local * depth * hwc
   n_opt = 1 if s.momentum > 0 else 0
   state_bytes = local * s.ipc * hwc * 4 * (1 + n_opt)
-  bn = configs._uses_batch_norm(config)  # pylint: disable=protected-access
+  bn = configs.uses_batch_norm(config)
   compiles = 0
 
   def check(candidate):
@@ -474,7 +490,6 @@ def setup_fake_devices(devices: int | None) -> None:
   """`--plan --devices N`: N fake CPU devices (must run before JAX's backend starts)."""
   if not devices:
     return
-  import jax  # pylint: disable=g-import-not-at-top
   if devices < 1:
     raise ConfigError(f"--devices: must be >= 1, got {devices}")
   jax.config.update("jax_platforms", "cpu")
@@ -484,8 +499,6 @@ def setup_fake_devices(devices: int | None) -> None:
 def run_plan(config, devices: int = 0, *, log: Callable[[str], None] = print) -> dict:
   """`--plan`: the plan of `config` from shapes only (no data is read; the dataset's shape
   and classes come from the registry). Prints the plan block; returns `Plan.summary()`."""
-  from jaxcond import configs, parallel  # pylint: disable=g-import-not-at-top
-  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
   configs.validate(config)
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)

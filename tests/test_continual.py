@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxcond import continual, evaluate, synthetic_io
+from jaxcond import condense, continual, evaluate, synthetic_io
 from jaxcond.data import registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -81,16 +81,16 @@ def test_condensed_and_selected_memories_hold_only_the_new_classes():
   info = registry.get_info("digits")
   x, y = data.load_split("digits", "train")
   y = y.astype(np.int64)
-  cfg = continual.method_config(c, "dm")
+  cfg = condense.classes_config(c, "dm")
   cfg.steps = 0       # the memory is then its real initialisation: checkable images
-  mem, meta = continual.condense_classes(cfg, info, x, y, [7, 3], seed=0)
+  mem, meta = condense.condense_classes(cfg, info, x, y, [7, 3], seed=0)
   assert mem.shape == (4, 8, 8, 1) and meta["steps"] == 0
   xn = synthetic_io.normalize_uint8(x, info.mean, info.std)
   for i, c_id in enumerate([7, 7, 3, 3]):
     d = np.abs(xn[y == c_id] - mem[i]).reshape(int((y == c_id).sum()), -1).max(1)
     assert d.min() < 1e-4, (i, c_id)
   cfg.steps = 2
-  mem2, _ = continual.condense_classes(cfg, info, x, y, [7, 3], seed=0)
+  mem2, _ = condense.condense_classes(cfg, info, x, y, [7, 3], seed=0)
   assert np.all(np.isfinite(mem2)) and not np.allclose(mem, mem2)
   import jax
   for method in ("random", "herding"):
@@ -117,7 +117,7 @@ def test_end_to_end_writes_results_and_resumes_without_recomputing(tmp_path, mon
   def boom(*a, **k):
     raise AssertionError("recomputed a step that is on disk")
 
-  monkeypatch.setattr(continual, "condense_classes", boom)
+  monkeypatch.setattr(condense, "condense_classes", boom)
   monkeypatch.setattr(continual, "gdumb_eval", boom)
   again = continual.run(c, str(tmp_path), log=None)
   assert again["accuracy"] == res["accuracy"]

@@ -33,9 +33,9 @@ def tiny_config(**overrides):
 
 
 def _no_data(monkeypatch):
-  def boom():
+  def boom(*args, **kwargs):
     raise AssertionError("data were touched before the workdir was checked")
-  monkeypatch.setattr(condense, "_data", boom)
+  monkeypatch.setattr(condense.realdata, "open_source", boom)
 
 
 # ------------------------------------------------------------------------------ workdir
