@@ -1,10 +1,12 @@
-"""Per-class condensation objectives: DM, M3D and DDM's style / diversity terms.
+"""Per-class condensation objectives: DM, M3D, NCFM and DDM's style / diversity terms.
 
 Every loss returns one value per class, shape `[C]` (or the leading axes of its inputs);
 callers sum over classes (DM sums, never averages) and mask padded classes.
 
 - `dm_loss`:   DM, arXiv 2110.04181: ‖mean_i ψ(x_i) − mean_j ψ(s_j)‖²₂ (linear-kernel MMD²).
 - `m3d_loss`:  M3D, arXiv 2312.15927:  biased MMD² with the 5-RBF mean-heuristic kernel.
+- `ncfm_loss`: NCFM, arXiv 2502.20653: 300 × the characteristic-function distance
+  `mmd.cf_distance` of L2-normalised features (the released code's form).
 - DDM (Rahimi Malakshan et al., WACV 2025, arXiv 2412.04748):
   `style_moments_loss` = L_MM, `gram_loss` = L_CM, `icd_loss` = L_ICD,
   combined by `ddm_losses` as  L = L_MMD + mm_weight·L_MM + cm_weight·L_CM + icd_weight·L_ICD.
@@ -27,10 +29,12 @@ Array = jax.Array
 STYLE_MODES = ("batchavg", "persample")
 STYLE_EPS = 1e-5        # inside the sqrt of the spatial variance (DDM calc_mean_std)
 RELATIVE_EPS = 1e-8     # denominator guard of the relative style terms (DDM re-release)
+NCFM_SCALE = 300.0      # NCFM match_loss: 300 * CF loss (released code; not in the paper)
+NCFM_PHASE_FLOOR = 1e-12  # NCFM CFLossFunc: phase term clamp(min=1e-12)
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-# ----------------------------------------------------------------------------- DM / M3D
+# ----------------------------------------------------------------------------- DM / M3D / NCFM
 
 
 def dm_loss(real_feats, syn_feats) -> Array:
@@ -53,6 +57,27 @@ def m3d_loss(real_feats, syn_feats, *, kernel: str = "gaussian", **mmd_kw) -> Ar
   """
   real, syn = mmd.check_feature_pair(real_feats, syn_feats, "m3d_loss", ("real_feats", "syn_feats"))
   return mmd.mmd2(syn, real, kernel=kernel, **mmd_kw)   # M3D passes (syn, real); symmetric
+
+
+def ncfm_loss(real_feats, syn_feats, t, *, alpha=0.5, beta=0.5, scale=NCFM_SCALE,
+              normalize: bool = True, phase_floor: float = NCFM_PHASE_FLOOR,
+              freq_chunk: Optional[int] = None, sample_chunk: Optional[int] = None) -> Array:
+  """NCFM's per-class matching loss (Wang et al. CVPR 2025, arXiv 2502.20653) -> `[C]`.
+
+  scale · `mmd.cf_distance(real, syn, t)` on L2-normalised features, real `[C, n, d]`,
+  syn `[C, m, d]`, frequencies t `[T, d]` or `[C, T, d]` (`mmd.cf_frequencies`).
+  Defaults are the released code (gszfwsb/NCFM `NCFM/NCFM.py`, every config): α = β = 0.5,
+  ×300, phase term clamped at 1e-12 (which adds at most scale·sqrt(β·1e-12) ≈ 2.1e-4 per
+  class). The paper's Eq. 8 is `beta=None` (β = 1 − α), `scale=1`, `phase_floor=0`.
+  Real features should be detached by the caller (NCFM computes them under no_grad).
+  """
+  if isinstance(scale, numbers.Real) and not scale >= 0:
+    raise ConfigError(f"ncfm_loss: scale must be >= 0, got {scale!r}")
+  real, syn = mmd.check_feature_pair(real_feats, syn_feats, "ncfm_loss",
+                                     ("real_feats", "syn_feats"))
+  return scale * mmd.cf_distance(real, syn, t, alpha=alpha, beta=beta, normalize=normalize,
+                                 phase_floor=phase_floor, freq_chunk=freq_chunk,
+                                 sample_chunk=sample_chunk)
 
 
 # ----------------------------------------------------------------------------- DDM style

@@ -2,6 +2,7 @@
 import functools
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -398,3 +399,250 @@ def test_grads_finite_batched_all_kernels():
   for kernel in mmd.KERNELS:
     g = jax.jit(jax.grad(lambda b: jnp.sum(mmd.mmd2(x, b, kernel=kernel))))(jnp.asarray(y))
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+
+
+# ----------------------------------------------------------------------------- CF distance
+
+
+def ref_cf(x, y, t, alpha=0.5, beta=None, normalize=True, floor=0.0):
+  """Float64 NCFM CF distance of one pair of sets, with complex exponentials (paper Eq. 7/8)."""
+  x, y, t = (np.asarray(a, np.float64) for a in (x, y, t))
+  if normalize:
+    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    y = y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
+  beta = 1.0 - alpha if beta is None else beta
+  phi_x = np.exp(1j * x @ t.T).mean(0)
+  phi_y = np.exp(1j * y @ t.T).mean(0)
+  ax, ay = np.abs(phi_x), np.abs(phi_y)
+  amp = (ax - ay) ** 2
+  phase = 2 * (ax * ay - phi_x.real * phi_y.real - phi_x.imag * phi_y.imag)
+  return np.mean(np.sqrt(alpha * amp + beta * np.maximum(phase, floor)))
+
+
+def ref_cf_batched(x, y, t, **kw):
+  out = np.zeros(x.shape[:-2])
+  for idx in np.ndindex(*x.shape[:-2]):
+    t_idx = t if t.ndim == 2 else t[idx]
+    out[idx] = ref_cf(x[idx], y[idx], t_idx, **kw)
+  return out
+
+
+CF_WEIGHTS = {  # name: (cf_distance kwargs, ref_cf kwargs)
+    "paper": ({}, {}),
+    "paper_a03": ({"alpha": 0.3}, {"alpha": 0.3}),
+    "released": ({"alpha": 0.5, "beta": 0.5, "phase_floor": 1e-12},
+                 {"alpha": 0.5, "beta": 0.5, "floor": 1e-12}),
+    "a08_b02_raw": ({"alpha": 0.8, "beta": 0.2, "normalize": False},
+                    {"alpha": 0.8, "beta": 0.2, "normalize": False}),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("chunks",))
+def cf_variants(x, y, t, chunks=(None, None)):
+  """{weighting: cf_distance} in one compiled program."""
+  return {name: mmd.cf_distance(x, y, t, freq_chunk=chunks[0], sample_chunk=chunks[1], **kw)
+          for name, (kw, _) in CF_WEIGHTS.items()}
+
+
+CF_SHAPES = [  # (x shape, y shape, t shape)
+    ((7, 3), (5, 3), (16, 3)),
+    ((2, 33, 64), (2, 20, 64), (128, 64)),
+    ((2, 3, 6, 8), (2, 3, 4, 8), (32, 8)),       # two leading axes, shared t
+    ((3, 10, 5), (3, 4, 5), (3, 24, 5)),         # one set of frequencies per class
+]
+
+
+@pytest.mark.parametrize("shapes", CF_SHAPES, ids=lambda s: f"{s[0]}-{s[1]}-{s[2]}")
+def test_cf_distance_matches_float64_reference(shapes):
+  """Both weightings (paper α/1−α, released α/β with the 1e-12 clamp), normalised or not."""
+  rng = np.random.default_rng(sum(map(sum, shapes)))
+  x, y = draw(rng, shapes[0], shapes[1], shift=0.5)
+  t = rng.standard_normal(shapes[2]).astype(np.float32)
+  got = cf_variants(x, y, t)
+  for name, (_, ref_kw) in CF_WEIGHTS.items():
+    value = np.asarray(got[name])
+    assert value.shape == x.shape[:-2] and value.dtype == np.float32
+    want = ref_cf_batched(x, y, t, **ref_kw)
+    assert np.all(want > 1e-3)
+    np.testing.assert_allclose(value, want, rtol=2e-5, err_msg=name)
+
+
+def test_cf_distance_gradient_float64_check_grads():
+  """Reverse-mode gradients against float64 finite differences (jax check_grads), x and y."""
+  rng = np.random.default_rng(30)
+  x, y = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 4, 3)) + 0.5
+  t = rng.standard_normal((6, 3))
+  with jax.enable_x64(True):
+    @jax.jit
+    def f(a, b):
+      paper = mmd.cf_distance(a, b, jnp.asarray(t), alpha=0.3)
+      released = mmd.cf_distance(a, b, jnp.asarray(t), alpha=0.5, beta=0.5, phase_floor=1e-12)
+      raw = mmd.cf_distance(a, b, jnp.asarray(t), normalize=False, freq_chunk=4, sample_chunk=3)
+      return jnp.sum(paper + 2 * released + 3 * raw)
+
+    assert f(jnp.asarray(x), jnp.asarray(y)).dtype == jnp.float64
+    check_grads(f, (jnp.asarray(x), jnp.asarray(y)), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_cf_distance_float32_grad_matches_float64_differences(normalize):
+  """The float32 autodiff gradient equals central differences of the NumPy float64 reference."""
+  rng = np.random.default_rng(31)
+  x, y = draw(rng, (6, 4), (5, 4), shift=0.7)
+  t = rng.standard_normal((8, 4)).astype(np.float32)
+  g = jax.jit(jax.grad(lambda b: mmd.cf_distance(x, b, t, normalize=normalize)))(y)
+  fd = np.zeros(y.shape)
+  y64, eps = y.astype(np.float64), 1e-6
+  for idx in np.ndindex(*y.shape):
+    e = np.zeros_like(y64)
+    e[idx] = eps
+    fd[idx] = (ref_cf(x, y64 + e, t, normalize=normalize)
+               - ref_cf(x, y64 - e, t, normalize=normalize)) / (2 * eps)
+  np.testing.assert_allclose(g, fd, rtol=1e-3, atol=1e-5 * np.abs(fd).max())
+
+
+def test_cf_distance_identical_sets_zero_with_finite_gradient():
+  rng = np.random.default_rng(32)
+  x = rng.standard_normal((3, 40, 16)).astype(np.float32)
+  t = np.asarray(mmd.cf_frequencies(jax.random.key(0), 64, 16))
+  jcf = jax.jit(mmd.cf_distance, static_argnames=("normalize", "phase_floor", "beta"))
+  for normalize in (True, False):
+    assert np.all(np.asarray(jcf(x, x.copy(), t, normalize=normalize)) == 0)
+  # the released clamp: every frequency contributes sqrt(β·1e-12)
+  np.testing.assert_allclose(jcf(x, x, t, beta=0.5, phase_floor=1e-12), np.sqrt(0.5e-12),
+                             rtol=1e-5)
+  # one side moving (x constant): finite and small (D is norm-like, not differentiable at 0)
+  g_one = jax.jit(jax.grad(lambda b: jnp.sum(mmd.cf_distance(x, b, t))))(jnp.asarray(x))
+  assert np.all(np.isfinite(g_one)) and np.abs(g_one).max() < 1e-2
+  # both sides moving together: the distance stays 0, so does the gradient
+  g_both = jax.jit(jax.grad(lambda a: jnp.sum(mmd.cf_distance(a, a, t))))(jnp.asarray(x))
+  assert np.all(g_both == 0)
+  # a zero feature vector (normalisation) and a zero frequency are finite too
+  z = x.copy()
+  z[:, 0] = 0.0
+  t0 = t.copy()
+  t0[0] = 0.0
+  g_zero = jax.jit(jax.grad(lambda b: jnp.sum(mmd.cf_distance(x, b, t0))))(jnp.asarray(z))
+  assert np.all(np.isfinite(g_zero))
+
+
+def test_cf_distance_grows_with_mean_shift():
+  """D(x, y + δ·u) increases with δ (same-sample shift: provable while |δ t·u| < π; and for
+  an independent second sample), normalisation off so the shift is not projected away."""
+  rng = np.random.default_rng(33)
+  x = rng.standard_normal((200, 8)).astype(np.float32)
+  y_ind = rng.standard_normal((150, 8)).astype(np.float32)
+  u = np.eye(8, dtype=np.float32)[0]
+  t = np.asarray(mmd.cf_frequencies(jax.random.key(1), 128, 8))
+  shifts = np.array([0.0, 0.1, 0.25, 0.5, 1.0, 1.5], np.float32)
+  f = jax.jit(jax.vmap(lambda s, b: mmd.cf_distance(x, b + s * u, t, normalize=False),
+                       in_axes=(0, None)))
+  same, ind = np.asarray(f(shifts, x)), np.asarray(f(shifts, y_ind))
+  assert same[0] < 1e-6 and np.all(np.diff(same) > 0), same
+  assert np.all(np.diff(ind) > 0), ind
+  # the paper's amplitude / phase split: a pure shift moves only the phase
+  amp_only = np.asarray(jax.jit(lambda b: mmd.cf_distance(
+      x, b, t, alpha=1.0, beta=0.0, normalize=False))(x + 0.5 * u))
+  assert amp_only < 1e-5 < same[3]
+
+
+CF_CHUNKS = ((1, 1), (5, 3), (40, 7), (64, 9), (7, None), (None, 5))
+
+
+@functools.partial(jax.jit, static_argnames="weights")
+def cf_values_and_grads(x, y, t, weights=("released",)):
+  """{"chunks weighting": (value, (dx, dy))} for CF_CHUNKS and unchunked, one program."""
+  out = {}
+  for chunks in CF_CHUNKS + ((None, None),):
+    for name in weights:
+      kw = CF_WEIGHTS[name][0]
+      fun = lambda a, b, kw=kw, c=chunks: jnp.sum(mmd.cf_distance(
+          a, b, t, freq_chunk=c[0], sample_chunk=c[1], **kw) * jnp.arange(1.0, 4.0))
+      out[f"{chunks} {name}"] = jax.value_and_grad(fun, argnums=(0, 1))(x, y)
+  return out
+
+
+def test_cf_distance_chunked_equals_unchunked():
+  """Frequency and sample chunks that do and don't divide T=40, n=12, m=9 (and exceed them):
+  same values and gradients up to float rounding, shared and per-class frequencies."""
+  rng = np.random.default_rng(34)
+  x, y = draw(rng, (3, 12, 6), (3, 9, 6), shift=0.4)
+  for t in (rng.standard_normal((40, 6)).astype(np.float32),
+            rng.standard_normal((3, 40, 6)).astype(np.float32)):
+    got = cf_values_and_grads(x, y, t)
+    for label, (value, grads) in got.items():
+      want_value, want_grads = got[f"(None, None) {label.split()[-1]}"]
+      np.testing.assert_allclose(value, want_value, rtol=1e-5, err_msg=label)
+      for g, w in zip(grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max(), err_msg=label)
+
+
+def test_cf_distance_has_no_n_by_m_intermediate():
+  """No array in the forward or backward program is n×m (n=37, m=41 are distinct primes)."""
+  x, y, t = jnp.ones((2, 37, 3)), jnp.zeros((2, 41, 3)), jnp.ones((5, 3))
+
+  def shapes(jaxpr):
+    for eqn in jaxpr.eqns:
+      for var in eqn.outvars:
+        yield getattr(var.aval, "shape", ())
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        yield from shapes(sub)
+
+  for fun in (mmd.cf_distance, jax.grad(lambda a, b, t: jnp.sum(mmd.cf_distance(a, b, t)))):
+    jaxpr = jax.make_jaxpr(fun)(x, y, t).jaxpr
+    assert not [s for s in shapes(jaxpr) if 37 in s and 41 in s]
+
+
+def test_cf_distance_properties():
+  rng = np.random.default_rng(35)
+  x, y = draw(rng, (4, 10, 5), (4, 7, 5))
+  t = rng.standard_normal((4, 16, 5)).astype(np.float32)
+  jcf = jax.jit(mmd.cf_distance)
+  base = np.asarray(jcf(x, y, t))
+  np.testing.assert_allclose(jcf(y, x, t), base, rtol=1e-6)               # symmetric
+  scales = rng.uniform(0.1, 10.0, (4, 10, 1)).astype(np.float32)
+  np.testing.assert_allclose(jcf(x * scales, y, t), base, rtol=1e-5)     # per-sample scale
+  perm = rng.permutation(10)
+  np.testing.assert_allclose(jcf(x[:, perm], y, t), base, rtol=1e-5)     # a set: order-free
+  looped = [jcf(x[c], y[c], t[c]) for c in range(4)]
+  np.testing.assert_allclose(jax.vmap(mmd.cf_distance)(x, y, t), looped, rtol=1e-6)
+  np.testing.assert_allclose(base, looped, rtol=1e-6)
+  xb = jnp.asarray(x, jnp.bfloat16)
+  assert mmd.cf_distance(xb, y, t).dtype == jnp.float32
+
+
+def test_cf_frequencies():
+  key = jax.random.key(7)
+  t = mmd.cf_frequencies(key, 4096, 32, scale=2.5)
+  assert t.shape == (4096, 32) and t.dtype == jnp.float32
+  assert abs(float(jnp.std(t)) - 2.5) < 0.02 and abs(float(jnp.mean(t))) < 0.02
+  np.testing.assert_array_equal(t, mmd.cf_frequencies(key, 4096, 32, scale=2.5))
+  per_class = mmd.cf_frequencies(key, 8, 4, batch_shape=(3,))
+  assert per_class.shape == (3, 8, 4)
+  assert not np.allclose(per_class[0], per_class[1])
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 5)), np.zeros((2, 3))),
+     "feature sizes differ"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((2, 5))), "d=5"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros(3)), r"\[T, d\]"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((0, 3))), "T >= 1"),
+    (lambda: mmd.cf_distance(np.zeros((2, 4, 3)), np.zeros((2, 4, 3)), np.zeros((3, 2, 3))),
+     "leading axes of t"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((2, 3)), alpha=1.5),
+     "alpha must be in"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((2, 3)), beta=-1.0),
+     "beta must be >= 0"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((2, 3)),
+                             freq_chunk=0), "freq_chunk"),
+    (lambda: mmd.cf_distance(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((2, 3)),
+                             sample_chunk=True), "sample_chunk"),
+    (lambda: mmd.cf_frequencies(jax.random.key(0), 0, 3), "num"),
+    (lambda: mmd.cf_frequencies(jax.random.key(0), 4, 3, scale=0.0), "scale"),
+])
+def test_cf_bad_input_raises_one_line_config_error(call, pattern):
+  with pytest.raises(ConfigError, match=pattern) as err:
+    call()
+  assert isinstance(err.value, ValueError)
+  assert "\n" not in str(err.value)
