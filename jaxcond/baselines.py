@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from jaxcond import nets, progress, rng
 from jaxcond.errors import ConfigError, DataError
 
 BASELINES = ("random", "herding", "kcenter")
@@ -143,7 +144,6 @@ def select(method: str, labels, num_classes: int, ipc: int, *, key=None,
   if features.ndim != 2 or features.shape[0] != labels.shape[0]:
     raise DataError(f"baseline {method!r}: features {features.shape} do not match "
                     f"{labels.shape[0]} labels")
-  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   picks = []
   for c, idx in enumerate(progress.track(class_indices(labels, num_classes, ipc),
                                          f"baseline {method}: selecting", num_classes,
@@ -162,7 +162,6 @@ def embed_images(embed_fn: Callable, images, *, batch_size: int = 500,
   """Features of `images` [n, H, W, ch] (float, model input) with a jitted `embed_fn`, in
   fixed-size batches (the last one zero-padded) so there is a single compilation.
   `what` names the `jaxcond.progress` lines (None: silent)."""
-  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   images = np.asarray(images)
   n = images.shape[0]
   fn = jax.jit(embed_fn)
@@ -184,7 +183,6 @@ def random_net_features(model_name: str, key, images, *, num_classes: int,
                         batch_size: int = 500) -> np.ndarray:
   """Features of `images` (normalised float) under a random `model_name` net drawn from `key`
   (PyTorch default init, eval mode)."""
-  from jaxcond import nets
   image_shape = tuple(int(s) for s in np.shape(images)[1:])
   model = nets.get_model(model_name, num_classes=num_classes, image_shape=image_shape)
   variables = nets.init_variables(model, key, image_shape)
@@ -210,7 +208,6 @@ def training_sets(method: str, real_x, real_y, num_classes: int, ipc: int, *, nu
   herding / k-center one subset from the features of a random `feature_net`. Keys derive
   from the evaluation key `step_key(seed, 0, EVAL)`, so a baseline run is reproducible.
   """
-  from jaxcond import rng  # pylint: disable=g-import-not-at-top
   if method not in BASELINES:
     raise ConfigError(f"--baseline: {method!r} unknown (known: {', '.join(BASELINES)})")
   base = rng.step_key(seed, 0, rng.EVAL)

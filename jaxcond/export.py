@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxcond import synthetic_io
+from jaxcond import cli, synthetic_io
 from jaxcond.errors import ConfigError, DataError
 
 FORMATS = ("imagefolder", "dcbench")
@@ -57,7 +57,7 @@ def _check_out(out: str) -> None:
 
 def to_imagefolder(sset, out: str) -> list[str]:
   """Writes the PNG tree; returns the class folders in label order."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top  # Pillow: optional
   pixels = sset.pixels("train")
   folders = []
   for c, name in enumerate(sset.class_names):
@@ -111,7 +111,6 @@ def export(src, fmt: str, out, *, unit: bool = False) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.export WORKDIR --format F --out DIR` (argv sys.argv-style); exit
   status as `jaxcond.cli`."""
-  from jaxcond import cli  # pylint: disable=g-import-not-at-top
   program = cli.Program(
       "export", "Export a condensed set for other tools (README.md, 'Exports').",
       examples=("python -m jaxcond.export runs/c10 --format imagefolder --out exports/c10",),

@@ -1,4 +1,6 @@
-"""One progress style for every place a person waits: data decoding, baselines, evaluation.
+"""Terminal and log output, one style everywhere a person waits or a run keeps a history.
+
+Progress of long work (data decoding, baselines):
 
     bar = progress.Progress("decoding cifar10 train JPEGs", total=50000, unit="images")
     for i in ...:
@@ -13,14 +15,22 @@ capture) every update is a plain new line, so logs stay readable.
 
 Quiet runs pass `enabled=False` (or `stream=None` with `JAXCOND_QUIET=1` in the environment).
 `Progress` is thread-safe: decode worker threads may call `update` concurrently.
+
+A condensation run's lines (`progress_line`, `Printer`, `Timer`), an evaluation's
+(`passes_line`), `format_duration`, and the JSON-lines history files (`JsonlWriter`,
+`read_jsonl`, `truncate_jsonl`) live here too.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -28,9 +38,18 @@ DEFAULT_EVERY_S = 5.0
 DEFAULT_FIRST_S = 2.0
 
 
-def _duration(seconds: float) -> str:
-  from jaxcond.report import format_duration  # pylint: disable=g-import-not-at-top
-  return format_duration(seconds)
+def format_duration(seconds: float) -> str:
+  """12.3s / 4m05s / 2h03m."""
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = max(0.0, seconds)
+  if seconds < 60:
+    return f"{seconds:.1f}s"
+  m, s = divmod(int(round(seconds)), 60)
+  if m < 60:
+    return f"{m}m{s:02d}s"
+  h, m = divmod(m, 60)
+  return f"{h}h{m:02d}m"
 
 
 def is_terminal(stream) -> bool:
@@ -86,10 +105,10 @@ class Progress:
       text = f"{self.what}: {self.done:,}{unit}"
     shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
     if final:
-      return text + f" in {_duration(elapsed)} ({shown}/s)"
+      return text + f" in {format_duration(elapsed)} ({shown}/s)"
     text += f" {shown}/s"
     if self.total and rate > 0:
-      text += f" ETA {_duration((self.total - self.done) / rate)}"
+      text += f" ETA {format_duration((self.total - self.done) / rate)}"
     return text
 
   def _emit(self, text: str, final: bool = False) -> None:
@@ -142,3 +161,96 @@ def track(items: Iterable[T], what: str, total: Optional[int] = None, **kwargs) 
     for x in items:
       yield x
       bar.update(1)
+
+
+# ------------------------------------------------------------------ run lines
+
+def progress_line(step: int, steps: int, loss: float, images_per_s: float,
+                  eta_s: float, terms: dict[str, float] | None = None) -> str:
+  """One terminal line: `step 200/20000  loss 1.234e-01 (dm 1.2e-01)  812 img/s  ETA 3m10s`."""
+  width = len(str(steps))
+  line = f"step {step:>{width}d}/{steps}  loss {loss:.4e}"
+  if terms and len(terms) > 1:
+    line += " (" + " ".join(f"{k} {v:.3e}" for k, v in terms.items()) + ")"
+  line += f"  {images_per_s:,.0f} img/s  ETA {format_duration(eta_s)}"
+  return line
+
+
+def passes_line(passes_done: int, passes: int, elapsed_s: float) -> str:
+  """`pass 120/1001  12.0s  ETA 1m28s`: an evaluation's training progress (plain lines)."""
+  rate = elapsed_s / max(passes_done, 1)
+  return (f"pass {passes_done}/{passes}  {format_duration(elapsed_s)}  "
+          f"ETA {format_duration(rate * (passes - passes_done))}")
+
+
+class Printer:
+  """Terminal output that respects `quiet` and prints only on process 0."""
+
+  def __init__(self, quiet: bool = False, enabled: bool = True, stream=None):
+    self.quiet = quiet
+    self.enabled = enabled
+    self.stream = stream or sys.stdout
+
+  def __call__(self, msg: str, *, force: bool = False) -> None:
+    if self.enabled and (force or not self.quiet):
+      print(msg, file=self.stream, flush=True)
+
+
+class Timer:
+  """Wall-clock interval timer (host side; only used for reporting, never for keys)."""
+
+  def __init__(self):
+    self.t = time.perf_counter()
+
+  def lap(self) -> float:
+    now = time.perf_counter()
+    dt, self.t = now - self.t, now
+    return dt
+
+
+# ------------------------------------------------------------------ JSON-lines history
+
+class JsonlWriter:
+  """Appends one JSON object per line and flushes, so a killed run keeps its history."""
+
+  def __init__(self, path: str | os.PathLike, enabled: bool = True):
+    self.path = os.fspath(path)
+    self.enabled = enabled
+
+  def write(self, record: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(_jsonable(record), sort_keys=False) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_jsonl(path: str | os.PathLike, *, max_step: int) -> None:
+  """Drops records with `step > max_step` (lines a killed run wrote past its last
+  checkpoint), so a resumed run's metrics file has no duplicated steps."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    return
+  keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+  with open(path, "w", encoding="utf-8") as f:
+    for r in keep:
+      f.write(json.dumps(r) + "\n")
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _jsonable(x.tolist())
+  if isinstance(x, (np.floating, float)):
+    x = float(x)
+    return x if math.isfinite(x) else str(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  return x

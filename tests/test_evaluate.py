@@ -521,7 +521,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
   assert "not a .npz synthetic set" in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------- issue 13/15
+# -------------------------------------------- device-loop progress, memory plan, CLI file checks
 
 
 def test_accelerator_policy_prints_progress_during_training():

@@ -1,4 +1,5 @@
-"""`python -m jaxcond.export`: ImageFolder PNG trees and DC-BENCH KIP-style .npz (issue 15 §4)."""
+"""`python -m jaxcond.export`: ImageFolder PNG trees and KIP-style .npz files as DC-BENCH
+(arXiv 2207.09639) reads them."""
 import pathlib
 
 import numpy as np

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from jaxcond import progress
 from jaxcond.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
@@ -337,7 +338,6 @@ def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
 
   `what` names the work in `jaxcond.progress` lines (counts, rate, ETA; decoding CIFAR-10's
   60k JPEGs takes 10-15 s on two cores, ImageNet hours); None prints nothing."""
-  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   out = np.empty((len(srcs), size, size, channels), np.uint8)
   if not srcs:
     return out
@@ -421,7 +421,6 @@ def scan_imagefolder_archive(path, splits: Sequence[str]):
   The tree may sit under any prefix (`cifar10/train/cat/0001.jpg`); the split folder is the
   first path component named train/test/val/validation with a class and a file below it.
   """
-  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   if not path.is_file():
     raise DataError(f"{path}: file not found")

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from jaxcond import progress
 from jaxcond.data import cache, readers
 from jaxcond.errors import DataError
 
@@ -116,7 +117,6 @@ def scan_labels(src, *, use_cache: bool = True) -> np.ndarray:
 def read_images(src, indices: Sequence[int], size: int, channels: int,
                 num_threads: Optional[int] = None) -> np.ndarray:
   """Records -> uint8 [n, size, size, ch]; encoded images decoded + resized with Pillow."""
-  from jaxcond import progress  # pylint: disable=g-import-not-at-top
   where = f"{src.dataset_info.data_dir}[{src.split}]"
   out = np.empty((len(indices), size, size, channels), np.uint8)
   bar = progress.Progress(f"reading {where}", len(indices), unit="images")

@@ -13,7 +13,7 @@ Everything other code uses is re-exported here: `from jaxcond import evaluate;
 evaluate.EvalSettings`, `evaluate.evaluate_pool`, `evaluate.run`, ...
 """
 from jaxcond.evaluate.execution import (LOOPS, NET_AXIS, VECTORIZE, default_execution,
-                                        net_keys, net_layout, progress_line, train_and_test)
+                                        net_keys, net_layout, train_and_test)
 from jaxcond.evaluate.pool import evaluate_arrays, evaluate_pool, evaluate_set
 from jaxcond.evaluate.program import PROGRAM, load_test_split, main, run
 from jaxcond.evaluate.protocols import (DIGIT_DATASETS, DM_STRATEGY, IDC_STRATEGY, PROTOCOLS,
@@ -24,9 +24,3 @@ from jaxcond.evaluate.train import (NetFns, count_correct, cross_entropy, cutmix
                                     init_state, paste_box, registry_net, sgd_update,
                                     steps_per_pass, train_batch, train_pass, train_passes,
                                     train_step)
-
-
-def load_synthetic(path, **expect):
-  """`synthetic_io.load` (kept for callers of the old name)."""
-  from jaxcond import synthetic_io  # pylint: disable=g-import-not-at-top
-  return synthetic_io.load(path, **expect)

@@ -14,6 +14,7 @@ not depend on N, the device count, the loop or the vectorisation (tested).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from typing import Callable, Sequence
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxcond import rng
+from jaxcond import backend, rng
+from jaxcond import progress as progress_lib   # `progress` is train_and_test's callback
 from jaxcond.errors import ConfigError
 from jaxcond.evaluate.protocols import EvalSettings
 from jaxcond.evaluate.train import (NetFns, count_correct, init_state, train_batch,
@@ -79,7 +81,6 @@ def default_execution() -> tuple[str, str]:
   (one jitted call per SGD step for all networks) with the networks unrolled; accelerators
   run everything in one jitted fori_loop with the networks vmapped.
   """
-  from jaxcond import backend  # pylint: disable=g-import-not-at-top
   return backend.eval_execution()
 
 
@@ -134,12 +135,119 @@ def _test_batches(x_test, y_test, test_batch_size: int):
   return (x.reshape(nb, tb, *x_test.shape[1:]), y.reshape(nb, tb), m.reshape(nb, tb))
 
 
-def progress_line(passes_done: int, passes: int, elapsed_s: float) -> str:
-  """`pass 120/1001  12.0s  ETA 1m28s`: the one progress style of evaluation (plain lines)."""
-  from jaxcond.report import format_duration  # pylint: disable=g-import-not-at-top
-  rate = elapsed_s / max(passes_done, 1)
-  return (f"pass {passes_done}/{passes}  {format_duration(elapsed_s)}  "
-          f"ETA {format_duration(rate * (passes - passes_done))}")
+def _execution(loop: str | None, vectorize: str | None) -> tuple[str, str]:
+  """(loop, vectorize): the given ones, else `default_execution()`'s; checked."""
+  d_loop, d_vec = default_execution()
+  loop, vectorize = loop or d_loop, vectorize or d_vec
+  if vectorize not in VECTORIZE:
+    raise ConfigError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
+  if loop not in LOOPS:
+    raise ConfigError(f"loop must be one of {LOOPS}, got {loop!r}")
+  return loop, vectorize
+
+
+def _init_and_train_keys(seed: int, net_ids: list[int], padded: int):
+  """Per-network (init keys, training keys); padding networks get the ids after the last."""
+  ids = net_ids + [max(net_ids) + 1 + k for k in range(padded - len(net_ids))]
+  keys = net_keys(seed, ids)
+  return (jax.vmap(lambda k: jax.random.fold_in(k, _NET_INIT))(keys),
+          jax.vmap(lambda k: jax.random.fold_in(k, _NET_TRAIN))(keys))
+
+
+def _training_arrays(x_train, y_train, per_net_data: bool, extra: int):
+  """float32 images, int32 labels; per-network sets padded with copies of the last one."""
+  x_train = np.asarray(x_train, np.float32)
+  y_train = np.asarray(y_train, np.int32)
+  if per_net_data and extra > 0:
+    x_train = np.concatenate([x_train, *[x_train[-1:]] * extra])
+    y_train = np.concatenate([y_train, *[y_train[-1:]] * extra])
+  return x_train, y_train
+
+
+def _placement(n_dev: int):
+  """(put split over the network axis, put replicated) for `n_dev` devices."""
+  if n_dev > 1:
+    mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (NET_AXIS,))
+    put_nets = functools.partial(jax.device_put, device=NamedSharding(mesh, P(NET_AXIS)))
+    put_rep = functools.partial(jax.device_put, device=NamedSharding(mesh, P()))
+    return put_nets, put_rep
+  return jnp.asarray, jnp.asarray
+
+
+@dataclasses.dataclass
+class _Timing:
+  """Timings of one training and its rate-limited progress lines (`progress.passes_line`)."""
+  log: Callable[[str], None] | None
+  every_s: float
+  passes: int
+  clock: Callable[[], float] = time.perf_counter
+  start: float = 0.0
+  last: float = 0.0
+  first_step_s: float | None = None
+
+  def first_step(self, states, t0: float) -> None:
+    """Compilation + one step (once), for throughput reports."""
+    if self.first_step_s is None:
+      jax.block_until_ready(states)
+      self.first_step_s = self.clock() - t0
+
+  def report(self, passes_done: int, states) -> None:
+    if self.log is None or self.clock() - self.last < self.every_s:
+      return
+    jax.block_until_ready(states)       # dispatch runs ahead: time what has finished
+    now = self.clock()
+    self.last = now
+    self.log(progress_lib.passes_line(passes_done, self.passes, now - self.start))
+
+
+def _train_device(prog, states, keys, x, y, done: int, mark: int, seg: int,
+                  timing: _Timing, t0: float):
+  """Passes [done, mark) in segments of `seg` passes (one compiled program, traced bounds),
+  so that a long training on an accelerator reports progress like the host loop does."""
+  while done < mark:
+    stop = min(mark, (done // seg + 1) * seg)
+    states = prog["train"](states, keys, x, y, jnp.int32(done), jnp.int32(stop))
+    timing.first_step(states, t0)
+    done = stop
+    timing.report(done, states)
+  return states
+
+
+def _train_host(prog, states, keys, x, y, done: int, mark: int, n_full: int, rem: int,
+                timing: _Timing, t0: float):
+  """Passes [done, mark), one jitted call per SGD step (all networks in it)."""
+  for epoch in range(done, mark):
+    e = jnp.int32(epoch)
+    for i in range(n_full + (rem > 0)):
+      fn = prog["step"] if i < n_full else prog["step_rem"]
+      states = fn(states, keys, x, y, e, jnp.int32(i))
+      timing.first_step(states, t0)
+    timing.report(epoch + 1, states)
+  return states
+
+
+def _train_and_score(loop: str, prog, states, keys, x, y, tests, settings: EvalSettings,
+                     n_train: int, num: int, num_test: int, timing: _Timing):
+  """Trains to every checkpoint and tests there: (states, [% per net] per checkpoint,
+  training seconds, testing seconds)."""
+  batch = min(settings.batch_size, n_train)
+  n_full, rem = divmod(n_train, batch)
+  seg = max(1, -(-settings.passes // PROGRESS_SEGMENTS))
+  done, accs, train_s, test_s = 0, [], 0.0, 0.0
+  for mark in settings.checkpoint_passes():
+    t0 = timing.clock()
+    if loop == "device":
+      states = _train_device(prog, states, keys, x, y, done, mark, seg, timing, t0)
+    else:
+      states = _train_host(prog, states, keys, x, y, done, mark, n_full, rem, timing, t0)
+    jax.block_until_ready(states)
+    t1 = timing.clock()
+    train_s += t1 - t0
+    done = mark
+    correct = np.asarray(prog["test"](states, *tests))[:num]
+    test_s += timing.clock() - t1
+    accs.append((100.0 * correct / num_test).tolist())
+  return states, accs, train_s, test_s
 
 
 def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: EvalSettings,
@@ -157,100 +265,36 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
   checkpoint], "wall_seconds", "devices", "loop", "vectorize"[, "states"]}.
   `progress(line)` hears about the passes done every `progress_every_s` seconds.
   """
-  d_loop, d_vec = default_execution()
-  loop, vectorize = loop or d_loop, vectorize or d_vec
-  if vectorize not in VECTORIZE:
-    raise ConfigError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
-  if loop not in LOOPS:
-    raise ConfigError(f"loop must be one of {LOOPS}, got {loop!r}")
+  loop, vectorize = _execution(loop, vectorize)
   net_ids = list(range(settings.num_nets)) if net_ids is None else [int(i) for i in net_ids]
   num = len(net_ids)
   per_net_data = np.ndim(x_train) == 5
   n_dev, per_dev = net_layout(num, num_devices)
-  padded = n_dev * per_dev
-  ids = net_ids + [max(net_ids) + 1 + k for k in range(padded - num)]
-  keys = net_keys(seed, ids)
-  init_keys = jax.vmap(lambda k: jax.random.fold_in(k, _NET_INIT))(keys)
-  train_keys = jax.vmap(lambda k: jax.random.fold_in(k, _NET_TRAIN))(keys)
-
-  x_train = np.asarray(x_train, np.float32)
-  y_train = np.asarray(y_train, np.int32)
-  if per_net_data and padded > num:
-    x_train = np.concatenate([x_train, *[x_train[-1:]] * (padded - num)])
-    y_train = np.concatenate([y_train, *[y_train[-1:]] * (padded - num)])
+  init_keys, train_keys = _init_and_train_keys(seed, net_ids, n_dev * per_dev)
+  x_train, y_train = _training_arrays(x_train, y_train, per_net_data, n_dev * per_dev - num)
   n_train = x_train.shape[-4]
-  xb, yb, mb = _test_batches(np.asarray(x_test, np.float32), np.asarray(y_test, np.int32),
-                             test_batch_size)
-
-  if n_dev > 1:
-    mesh = Mesh(np.asarray(jax.devices()[:n_dev]), (NET_AXIS,))
-    put_nets = functools.partial(jax.device_put, device=NamedSharding(mesh, P(NET_AXIS)))
-    put_rep = functools.partial(jax.device_put, device=NamedSharding(mesh, P()))
-  else:
-    put_nets = put_rep = jnp.asarray
+  tests = _test_batches(np.asarray(x_test, np.float32), np.asarray(y_test, np.int32),
+                        test_batch_size)
+  put_nets, put_rep = _placement(n_dev)
   prog = _programs(net, settings, per_net_data, n_dev, vectorize, n_train)
   data = put_nets if per_net_data else put_rep
   x_dev, y_dev = data(x_train), data(y_train)
-  xb, yb, mb = put_rep(xb), put_rep(yb), put_rep(mb)
-  batch = min(settings.batch_size, n_train)
-  n_full, rem = divmod(n_train, batch)
+  tests = tuple(put_rep(a) for a in tests)
 
-  clock = time.perf_counter
-  start_time = clock()
+  timing = _Timing(progress, progress_every_s, settings.passes)
+  timing.start = timing.clock()
   states = prog["init"](put_nets(init_keys))
   train_keys = put_nets(train_keys)
-  done = 0
-  accs = []
-  train_s = test_s = 0.0
-  first_step_s = None
-  last_report = clock()
-
-  def report(passes_done):
-    nonlocal last_report
-    if progress is None or clock() - last_report < progress_every_s:
-      return
-    jax.block_until_ready(states)       # dispatch runs ahead: time what has finished
-    now = clock()
-    last_report = now
-    progress(progress_line(passes_done, settings.passes, now - start_time))
-
-  seg = max(1, -(-settings.passes // PROGRESS_SEGMENTS))
-  for mark in settings.checkpoint_passes():
-    t0 = clock()
-    if loop == "device":
-      # Segments of `seg` passes (one compiled program, traced bounds), so that a long
-      # training on an accelerator reports progress like the host loop does.
-      while done < mark:
-        stop = min(mark, (done // seg + 1) * seg)
-        states = prog["train"](states, train_keys, x_dev, y_dev, jnp.int32(done),
-                               jnp.int32(stop))
-        if first_step_s is None:
-          jax.block_until_ready(states)
-          first_step_s = clock() - t0
-        done = stop
-        report(done)
-    else:
-      for epoch in range(done, mark):
-        e = jnp.int32(epoch)
-        for i in range(n_full + (rem > 0)):
-          fn = prog["step"] if i < n_full else prog["step_rem"]
-          states = fn(states, train_keys, x_dev, y_dev, e, jnp.int32(i))
-          if first_step_s is None:   # compilation + one step, for throughput reports
-            jax.block_until_ready(states)
-            first_step_s = clock() - t0
-        report(epoch + 1)
-    jax.block_until_ready(states)
-    t1 = clock()
-    train_s += t1 - t0
-    done = mark
-    correct = np.asarray(prog["test"](states, xb, yb, mb))[:num]
-    test_s += clock() - t1
-    accs.append((100.0 * correct / x_test.shape[0]).tolist())
+  timing.last = timing.clock()
+  states, accs, train_s, test_s = _train_and_score(
+      loop, prog, states, train_keys, x_dev, y_dev, tests, settings, n_train, num,
+      x_test.shape[0], timing)
+  batch = min(settings.batch_size, n_train)
   out = {"checkpoint_passes": list(settings.checkpoint_passes()),
          "checkpoint_accuracies": accs,
-         "wall_seconds": clock() - start_time, "train_seconds": train_s,
-         "test_seconds": test_s, "first_step_seconds": first_step_s,
-         "steps": settings.passes * (n_full + (rem > 0)),
+         "wall_seconds": timing.clock() - timing.start, "train_seconds": train_s,
+         "test_seconds": test_s, "first_step_seconds": timing.first_step_s,
+         "steps": settings.passes * -(-n_train // batch),
          "devices": n_dev, "loop": loop, "vectorize": vectorize}
   if return_states:
     out["states"] = jax.tree.map(lambda a: np.asarray(a)[:num], states)

@@ -19,6 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxcond.data import registry
 from jaxcond.evaluate.execution import _programs, net_keys
 from jaxcond.evaluate.protocols import EvalSettings
 from jaxcond.evaluate.train import registry_net
@@ -67,7 +68,6 @@ def main(argv=None) -> int:
   p.add_argument("--protocol", default="dm", choices=("dm", "idc"))
   p.add_argument("--nets", type=int, default=1, help="networks trained together")
   args = p.parse_args(argv)
-  from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
   info = registry.get_info(args.dataset, resolution=args.resolution or None)
   settings = EvalSettings.for_protocol(args.protocol, dataset=info.name, model=args.model)
   n = info.num_classes * args.ipc

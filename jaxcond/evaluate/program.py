@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxcond import cli
+from jaxcond import baselines, cli, configs, data, nets, synthetic_io
 from jaxcond.errors import ConfigError
 from jaxcond.evaluate import pool as pool_lib
 from jaxcond.evaluate import results as results_lib
@@ -27,16 +27,34 @@ from jaxcond.evaluate.protocols import EvalSettings, model_tuple, test_split_nam
 
 def _default_loader(ds):
   """ds: `configs.DataSettings`."""
-  from jaxcond import data  # pylint: disable=g-import-not-at-top
   return data.split_loader(ds)
 
 
 def load_test_split(ds, info, loader=None):
   """(normalised float32 test images, int32 labels) of `ds` (`configs.DataSettings`): the
   split every evaluation scores on (the train holdout when `holdout` > 0)."""
-  from jaxcond import synthetic_io  # pylint: disable=g-import-not-at-top
   x, y = (loader or _default_loader(ds))("test")
   return synthetic_io.normalize_uint8(x, info.mean, info.std), np.asarray(y, np.int32)
+
+
+def _training_set(synthetic: str | None, baseline: str | None, *, info, ds, ipc: int,
+                  settings: EvalSettings, feature_net: str, load: Callable, log: Callable):
+  """(x_train, y_train, source record): the synthetic set, read and checked against the
+  dataset, or the baseline's subsets of the real training split."""
+  num_classes = int(info.num_classes)
+  if synthetic is not None:
+    sset = synthetic_io.load(synthetic, num_classes=num_classes, image_shape=info.image_shape,
+                             mean=info.mean, std=info.std, dataset=ds.name)
+    source = {"kind": "synthetic", "path": str(synthetic), "decoded": sset.decoded,
+              "stored_images": int(sset.stored.shape[0]), "factor": sset.factor,
+              "space": sset.space, "method": sset.method, "dataset": sset.dataset}
+    return sset.x, sset.y, source
+  real_x, real_y = load("train")
+  log(f"baseline {baseline}: {len(real_y)} training images")
+  return baselines.training_sets(
+      baseline, synthetic_io.normalize_uint8(real_x, info.mean, info.std),
+      np.asarray(real_y, np.int32), num_classes, ipc, num_nets=settings.num_nets,
+      seed=settings.seed, feature_net=feature_net, log=log)
 
 
 def run(config, *, workdir, synthetic: str | None = None, baseline: str | None = None,
@@ -51,7 +69,6 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
   dataset is loaded. loader(split) -> (uint8 images, labels) and info (DatasetInfo) default
   to jaxcond.data (tests inject small fakes).
   """
-  from jaxcond import baselines, configs, nets, synthetic_io  # pylint: disable=g-import-not-at-top
   if (synthetic is None) == (baseline is None):
     raise ConfigError("give exactly one of --synthetic PATH or --baseline "
                       f"{'|'.join(baselines.BASELINES)}")
@@ -60,8 +77,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
                       f"{', '.join(baselines.BASELINES)})")
   configs.validate(config)
   if info is None:
-    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
-    info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
+    info = data.registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   settings = EvalSettings.from_config(config)
   ds = configs.DataSettings.from_config(config)
   if models:
@@ -72,22 +88,9 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
                         f"{', '.join(nets.MODEL_NAMES)}")
   num_classes = int(info.num_classes)
   load = loader or _default_loader(ds)
-
-  if synthetic is not None:
-    sset = synthetic_io.load(synthetic, num_classes=num_classes, image_shape=info.image_shape,
-                             mean=info.mean, std=info.std, dataset=ds.name)
-    x_train, y_train = sset.x, sset.y
-    source = {"kind": "synthetic", "path": str(synthetic), "decoded": sset.decoded,
-              "stored_images": int(sset.stored.shape[0]), "factor": sset.factor,
-              "space": sset.space, "method": sset.method, "dataset": sset.dataset}
-  else:
-    real_x, real_y = load("train")
-    log(f"baseline {baseline}: {len(real_y)} training images")
-    x_train, y_train, source = baselines.training_sets(
-        baseline, synthetic_io.normalize_uint8(real_x, info.mean, info.std),
-        np.asarray(real_y, np.int32), num_classes, config.ipc, num_nets=settings.num_nets,
-        seed=settings.seed, feature_net=feature_net, log=log)
-
+  x_train, y_train, source = _training_set(synthetic, baseline, info=info, ds=ds,
+                                           ipc=config.ipc, settings=settings,
+                                           feature_net=feature_net, load=load, log=log)
   x_test, y_test = load_test_split(ds, info, load)
   label = pathlib.Path(synthetic).name if synthetic else f"{baseline} baseline"
   rec, results = pool_lib.evaluate_set(

@@ -17,8 +17,9 @@ A set is scored by the test accuracy of fresh networks trained on it with hard l
   reset. Test accuracy every `eval_every_epochs` passes and at the end; "best" is the max
   over those checkpoints, SELECTED ON THE TEST SET (as IDC and M3D report it); results say so.
 
-The protocols' default values live in `configs.EVAL_PROTOCOL_DEFAULTS` (one table, with the
-reason for the idc batch of 64). `EvalSettings.from_config(config)` is the only place a
+The protocols' names, strategies and default values live in `configs.methods`
+(`EVAL_PROTOCOLS`, `EVAL_PROTOCOL_DEFAULTS`: one table, with the reason for the idc batch
+of 64); the names below are theirs. `EvalSettings.from_config(config)` is the only place a
 config becomes evaluation settings; it reads the same schema as condensation (the config's
 `eval` and `dataset` blocks), which `configs.validate` checks.
 """
@@ -30,25 +31,26 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcond import augment
+from jaxcond.configs import methods
+from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
-PROTOCOLS = ("dm", "idc")
-DM_STRATEGY = "color_crop_cutout_flip_scale_rotate"
-IDC_STRATEGY = "color_crop_flip_scale_rotate"
-DIGIT_DATASETS = ("mnist", "svhn", "digits")
+PROTOCOLS = methods.EVAL_PROTOCOLS
+DM_STRATEGY = methods.FULL_STRATEGY
+IDC_STRATEGY = methods.EVAL_PROTOCOL_DEFAULTS["idc"]["strategy"]
+DIGIT_DATASETS = methods.DIGIT_DATASETS
 
 
 def canonical_dataset(name: str) -> str:
   try:
-    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
     return registry.canonical_name(name)
-  except (ImportError, ConfigError):
+  except ConfigError:
     return str(name).strip().lower()
 
 
 def protocol_defaults(protocol: str, dataset: str | None = None) -> dict:
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
-  return configs.eval_protocol_defaults(protocol,
+  return methods.eval_protocol_defaults(protocol,
                                         canonical_dataset(dataset) if dataset else None)
 
 
@@ -114,7 +116,6 @@ class EvalSettings:
     for f in ("lr", "momentum", "weight_decay", "mix_p", "beta"):
       set_(f, float(getattr(self, f)))
     set_("strategy", "none" if self.strategy in (None, "") else self.strategy)
-    from jaxcond import augment  # pylint: disable=g-import-not-at-top
     augment.parse_strategy(self.strategy)   # ConfigError on unknown ops
     if self.protocol == "dm" and self.mix_p > 0:
       raise ConfigError(f"eval.mix_p: {self.mix_p} under the dm protocol, which has no "

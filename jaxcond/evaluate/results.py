@@ -11,9 +11,13 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import flax
 import jax
+import jaxlib
 import numpy as np
+import optax
 
+import jaxcond
 from jaxcond import files
 from jaxcond.evaluate.protocols import EvalSettings
 from jaxcond.evaluate.train import steps_per_pass
@@ -101,10 +105,6 @@ def pool_table(results: dict[str, dict]) -> str:
 
 
 def versions() -> dict:
-  import flax
-  import jaxlib
-  import jaxcond
-  import optax
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
           "optax": optax.__version__, "numpy": np.__version__, "jaxcond": jaxcond.__version__,
           "python": sys.version.split()[0], "backend": jax.default_backend()}

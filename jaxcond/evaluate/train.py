@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxcond import augment, nets
 from jaxcond.evaluate.protocols import EvalSettings
 
 
@@ -27,7 +28,6 @@ class NetFns(NamedTuple):
 @functools.lru_cache(maxsize=64)
 def registry_net(name: str, *, num_classes: int, image_shape: tuple) -> NetFns:
   """NetFns for a `jaxcond.nets` registry name (cached, so jitted programs are reused)."""
-  from jaxcond import nets
   image_shape = tuple(int(s) for s in image_shape)
   model = nets.get_model(name, num_classes=num_classes, image_shape=image_shape)
 
@@ -125,7 +125,6 @@ def _variables(state):
 
 def train_step(net: NetFns, settings: EvalSettings, state, xb, yb, key, lr):
   """One SGD step on one batch: DSA (per sample) -> [CutMix] -> CE -> torch SGD."""
-  from jaxcond import augment
   k_aug, k_mix = jax.random.split(key)
   xb = augment.augment(k_aug, xb, policy=settings.augment_policy, strategy=settings.strategy,
                        siamese=False)
