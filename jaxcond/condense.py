@@ -44,8 +44,8 @@ import numpy as np
 import optax
 
 import jaxcond
-from jaxcond import checkpoint, cli, configs, data, evaluate, files, parallel, realdata
-from jaxcond import report, steps, synthetic_io
+from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, progress
+from jaxcond import realdata, report, steps, synthetic_io
 from jaxcond import plan as plan_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError, JaxcondError
@@ -91,7 +91,7 @@ class Run:
   info: registry.DatasetInfo
   mesh: Any
   paths: Paths
-  printer: report.Printer
+  printer: progress.Printer
   t_start: float
   model: Any = None
   t_data: float = 0.0     # seconds to load the real data (open_real_data)
@@ -146,7 +146,7 @@ def setup(config, workdir: str, *, log=None) -> Run:
   return Run(config=config, s=s, r=r, d=configs.DataSettings.from_config(config),
              e=evaluate.EvalSettings.from_config(config) if r.eval_num_nets else None,
              info=info, mesh=mesh, paths=Paths.of(workdir),
-             printer=report.Printer(quiet=r.quiet, enabled=jax.process_index() == 0,
+             printer=progress.Printer(quiet=r.quiet, enabled=jax.process_index() == 0,
                                     stream=log),
              t_start=time.perf_counter(), model=steps.make_model(s))
 
@@ -182,8 +182,8 @@ def init_or_resume(ctx: Run, ckpt: checkpoint.Checkpointer, source: realdata.Rea
     state = restore(ctx, ckpt, start)
     ctx.printer(f"resuming from {ctx.paths.checkpoints} at step {start}", force=True)
     if ctx.is_main:
-      report.truncate_jsonl(ctx.paths.metrics, max_step=start)
-      report.truncate_jsonl(ctx.paths.eval, max_step=start)
+      progress.truncate_jsonl(ctx.paths.metrics, max_step=start)
+      progress.truncate_jsonl(ctx.paths.eval, max_step=start)
   else:
     if ctx.is_main:
       for p in (ctx.paths.metrics, ctx.paths.eval):
@@ -268,7 +268,7 @@ def finish(ctx: Run, state, loop: "Loop", t_compile: float) -> dict[str, Any]:
   step = ctx.r.steps
   x_host = parallel.to_host(state["syn"])[:ctx.num_classes]
   out = export(ctx, x_host, step)
-  done = [rec for rec in (report.read_jsonl(ctx.paths.eval)
+  done = [rec for rec in (progress.read_jsonl(ctx.paths.eval)
                           if os.path.exists(ctx.paths.eval) else [])
           if rec.get("step") == step]
   result = None
@@ -280,7 +280,7 @@ def finish(ctx: Run, state, loop: "Loop", t_compile: float) -> dict[str, Any]:
   if ctx.is_main:
     write_report(ctx.paths.workdir, ctx.printer)
   ctx.printer(f"done: {step} steps in "
-              f"{report.format_duration(time.perf_counter() - ctx.t_start)}; "
+              f"{progress.format_duration(time.perf_counter() - ctx.t_start)}; "
               f"{ctx.paths.synthetic}", force=not ctx.r.quiet)
   return {"step": step, "loss": loop.last_loss, "workdir": ctx.paths.workdir,
           "synthetic": out, "eval": result, "compile_s": t_compile,
@@ -299,9 +299,9 @@ class Loop:
     self.last_good = start         # newest checkpoint step (0: none)
     self.interval_start = start
     self.last_loss = float("nan")
-    self.timer = report.Timer()
-    self.metrics_log = report.JsonlWriter(ctx.paths.metrics, enabled=ctx.is_main)
-    self.eval_log = report.JsonlWriter(ctx.paths.eval, enabled=ctx.is_main)
+    self.timer = progress.Timer()
+    self.metrics_log = progress.JsonlWriter(ctx.paths.metrics, enabled=ctx.is_main)
+    self.eval_log = progress.JsonlWriter(ctx.paths.eval, enabled=ctx.is_main)
     self.eval_cache: dict[str, Any] = {}
     self.per_step_images = steps.images_per_step(ctx.s)
 
@@ -341,7 +341,7 @@ class Loop:
                             "step_time_s": step_time, "images_per_s": ips})
     terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
     steps_total = self.ctx.r.steps
-    self.ctx.printer(report.progress_line(step_now, steps_total, mean["loss"], ips,
+    self.ctx.printer(progress.progress_line(step_now, steps_total, mean["loss"], ips,
                                           step_time * (steps_total - step_now), terms))
 
   def save(self, step_now: int, state) -> None:
@@ -440,8 +440,8 @@ def save_grid(ctx: Run, state, name: str, what: str, step: int) -> None:
   x = parallel.to_host(state["syn"])[:ctx.num_classes]
   if ctx.is_main:
     sset = synthetic_set(x, ctx.s, ctx.info, step)
-    report.save_set_grid(os.path.join(ctx.paths.images, name), sset,
-                         title=report.set_title(sset, what))
+    grids.save_set_grid(os.path.join(ctx.paths.images, name), sset,
+                         title=grids.set_title(sset, what))
 
 
 def export(ctx: Run, x_host, steps_done: int) -> str:
@@ -450,8 +450,8 @@ def export(ctx: Run, x_host, steps_done: int) -> str:
     return ctx.paths.synthetic
   sset = synthetic_set(x_host, ctx.s, ctx.info, steps_done)
   synthetic_io.save(ctx.paths.synthetic, sset)
-  report.save_set_grid(ctx.paths.final_png, sset,
-                       title=report.set_title(sset, f"final, step {steps_done}"))
+  grids.save_set_grid(ctx.paths.final_png, sset,
+                       title=grids.set_title(sset, f"final, step {steps_done}"))
   return ctx.paths.synthetic
 
 

@@ -20,24 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxcond import cli, files, grids, progress
+from jaxcond import cli, files, grids
 from jaxcond.errors import DataError
-
-# TEMPORARY aliases for callers the lead updates (condense.py, tests/test_condense.py,
-# tests/test_inputs.py); the homes are jaxcond.progress and jaxcond.grids. Remove with them.
-Printer = progress.Printer
-Timer = progress.Timer
-JsonlWriter = progress.JsonlWriter
-read_jsonl = progress.read_jsonl
-truncate_jsonl = progress.truncate_jsonl
-progress_line = progress.progress_line
-format_duration = progress.format_duration
-denormalize = grids.denormalize
-grid_image = grids.grid_image
-grid_files = grids.grid_files
-set_title = grids.set_title
-save_set_grid = grids.save_set_grid
-# END of the temporary aliases.
 
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxcond import checkpoint, condense, configs, report, steps
+from jaxcond import checkpoint, condense, configs, grids, progress, steps
 from jaxcond.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_outputs_dm(tmp_path):
   assert cfg["config"]["method"] == "dm" and cfg["config"]["ipc"] == 2
   assert {"jax", "jaxcond", "orbax"} <= set(cfg["versions"]) and len(cfg["devices"]) == 8
 
-  metrics = report.read_jsonl(tmp_path / "metrics.jsonl")
+  metrics = progress.read_jsonl(tmp_path / "metrics.jsonl")
   assert [m["step"] for m in metrics] == [2, 4, 6]
   for m in metrics:
     assert {"loss", "loss/dm", "step_time_s", "images_per_s"} <= set(m)
@@ -108,7 +108,7 @@ def test_outputs_m3d_decoded(tmp_path):
     assert z["y_decoded"].tolist() == sorted(list(range(10)) * 8)
     pixels = z["x"] * z["std"] + z["mean"]                   # stored set, clipped to [0, 1]
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
-  metrics = report.read_jsonl(tmp_path / "metrics.jsonl")
+  metrics = progress.read_jsonl(tmp_path / "metrics.jsonl")
   assert [m["step"] for m in metrics] == [1, 2] and "loss/mmd" in metrics[0]
 
 
@@ -123,25 +123,25 @@ def test_streaming_path(tmp_path):
   x = _x(tmp_path / "a/synthetic.npz")
   np.testing.assert_array_equal(x, _x(tmp_path / "b/synthetic.npz"))
   assert np.isfinite(x).all()
-  assert [m["step"] for m in report.read_jsonl(tmp_path / "a/metrics.jsonl")] == [2, 4]
+  assert [m["step"] for m in progress.read_jsonl(tmp_path / "a/metrics.jsonl")] == [2, 4]
 
 
 def test_report_helpers(tmp_path):
   imgs = np.random.default_rng(0).uniform(size=(3, 4, 5, 6, 3)).astype(np.float32)
-  grid = report.grid_image(imgs, upscale=1)
+  grid = grids.grid_image(imgs, upscale=1)
   assert grid.shape == (3 * 6 + 1, 4 * 7 + 1, 3) and grid.dtype == np.uint8
   np.testing.assert_array_equal(grid[1:6, 1:7], np.round(imgs[0, 0] * 255).astype(np.uint8))
-  assert report.grid_image(imgs, max_classes=2, max_per_class=1, upscale=1).shape == (13, 8, 3)
-  x = report.denormalize(np.full((1, 2, 2, 1), 10.0), [0.5], [0.2])
+  assert grids.grid_image(imgs, max_classes=2, max_per_class=1, upscale=1).shape == (13, 8, 3)
+  x = grids.denormalize(np.full((1, 2, 2, 1), 10.0), [0.5], [0.2])
   assert x.max() == 1.0
-  line = report.progress_line(200, 20000, 0.1234, 812.0, 190.0, {"dm": 0.1, "mm": 0.02})
+  line = progress.progress_line(200, 20000, 0.1234, 812.0, 190.0, {"dm": 0.1, "mm": 0.02})
   assert line.startswith("step   200/20000  loss 1.2340e-01 (dm") and "ETA 3m10s" in line
   path = tmp_path / "m.jsonl"
-  w = report.JsonlWriter(path)
+  w = progress.JsonlWriter(path)
   for step in (1, 2, 3):
     w.write({"step": step, "loss": float("nan") if step == 2 else 1.0})
-  report.truncate_jsonl(path, max_step=2)
-  assert [r["step"] for r in report.read_jsonl(path)] == [1, 2]
+  progress.truncate_jsonl(path, max_step=2)
+  assert [r["step"] for r in progress.read_jsonl(path)] == [1, 2]
 
 
 EVAL = {"eval.num_nets": 1, "eval.epochs": 2, "eval.model": "convnetd1"}
@@ -150,7 +150,7 @@ EVAL = {"eval.num_nets": 1, "eval.epochs": 2, "eval.model": "convnetd1"}
 @pytest.mark.slow
 def test_final_evaluation(tmp_path):
   out = condense.run(tiny_config("dm", steps=2, checkpoint_every=0, **EVAL), str(tmp_path))
-  (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
+  (record,) = progress.read_jsonl(tmp_path / "eval.jsonl")
   assert record["step"] == 2 and record["protocol"] == "dm" and record["num_nets"] == 1
   assert 0.0 <= record["mean"] <= 100.0 and out["eval"] == record
 
@@ -176,7 +176,7 @@ def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
   _, y_all = data.load_split("digits", "train")
   assert np.array_equal(np.bincount(seen["train"]) + 20, np.bincount(y_all))
   assert np.bincount(seen["test"]).tolist() == [20] * 10
-  (record,) = report.read_jsonl(tmp_path / "eval.jsonl")
+  (record,) = progress.read_jsonl(tmp_path / "eval.jsonl")
   assert record["measured_on"] == "train holdout (20/class)"
 
 
@@ -184,7 +184,7 @@ def test_holdout_condenses_without_the_validation_images(tmp_path, monkeypatch):
 def test_in_loop_evaluation(tmp_path):
   c = tiny_config("m3d", steps=4, checkpoint_every=0, **EVAL, **{"eval.every": 2})
   out = condense.run(c, str(tmp_path))
-  records = report.read_jsonl(tmp_path / "eval.jsonl")
+  records = progress.read_jsonl(tmp_path / "eval.jsonl")
   assert [r["step"] for r in records] == [2, 4] and out["eval"]["step"] == 4
   assert all(r["protocol"] == "idc" and r["decoded"] for r in records)
 
@@ -289,7 +289,7 @@ def test_dm_loss_decreases_on_digits(tmp_path):
   c = tiny_config("dm", steps=40, log_every=10, checkpoint_every=0, ipc=5, batch_real=32,
                   **{"synthetic.init": "noise", "model.width": 32})
   condense.run(c, str(tmp_path))
-  losses = [m["loss"] for m in report.read_jsonl(tmp_path / "metrics.jsonl")]
+  losses = [m["loss"] for m in progress.read_jsonl(tmp_path / "metrics.jsonl")]
   assert len(losses) == 4 and losses[-1] < 0.7 * losses[0], losses
 
 
@@ -341,7 +341,7 @@ def test_resume_is_bit_identical(tmp_path):
   out = condense.run(tiny_config("ddm", steps=6, checkpoint_every=2, ipc=3), str(tmp_path / "b"))
   assert out["step"] == 6
   np.testing.assert_array_equal(_x(tmp_path / "a/synthetic.npz"), _x(tmp_path / "b/synthetic.npz"))
-  steps_logged = [m["step"] for m in report.read_jsonl(tmp_path / "b/metrics.jsonl")]
+  steps_logged = [m["step"] for m in progress.read_jsonl(tmp_path / "b/metrics.jsonl")]
   assert steps_logged == [2, 4, 6]
 
 

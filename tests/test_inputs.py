@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcond import condense, configs, report, steps
+from jaxcond import condense, configs, grids, report, steps
 from jaxcond.data import identity, load_split, registry
 from jaxcond.data.load import dataset_identity
 from jaxcond.errors import ConfigError, DataError
@@ -129,7 +129,7 @@ def test_run_writes_identity_grids_and_report_and_survives_a_report_failure(tmp_
   cfg = json.loads((tmp_path / "config.json").read_text())
   assert cfg["dataset_identity"] == "digits (scikit-learn's bundled copy)"
   for png in ("synthetic.png", "images/init.png"):
-    assert report.grid_files(tmp_path / png)
+    assert grids.grid_files(tmp_path / png)
   monkeypatch.undo()
   html = pathlib.Path(report.write(tmp_path)).read_text()
   assert "digits (scikit-learn" in html and "synthetic.png" in html
