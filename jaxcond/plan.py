@@ -372,7 +372,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   bank_bytes = 0 if streaming else local * depth * hwc
   n_opt = 1 if s.momentum > 0 else 0
   state_bytes = local * s.ipc * hwc * 4 * (1 + n_opt)
-  bn = configs._uses_batch_norm(config)  # pylint: disable=protected-access
+  bn = configs.uses_batch_norm(config)
   compiles = 0
 
   def check(candidate):
