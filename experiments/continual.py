@@ -39,7 +39,10 @@ MEMORIES = ("dm", "m3d", "ddm", "random", "herding")
 
 
 def _method(dataset, method, ipc, model, hook=None):
-  return configs.make_config(dataset, f"method={method},ipc={ipc}", model=model, hook=hook)
+  c = configs.method_config(dataset, method=method, ipc=ipc, model=model)
+  if hook is not None:
+    hook(c)
+  return c
 
 
 def get_config(arg=None):

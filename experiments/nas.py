@@ -71,8 +71,9 @@ def get_config(arg=None):
     c.real_chunk = 0
     c.syn_chunk = 0
 
-  dm = configs.make_config(dataset, f"method=dm,ipc={ipc}",
-                           hook=None if setting == "cifar10" else cpu)
+  dm = configs.method_config(dataset, method="dm", ipc=ipc)
+  if setting != "cifar10":
+    cpu(dm)
   c = ml_collections.ConfigDict()
   c.setting = setting
   c.dataset = dm.dataset

@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
+from jaxcond import configs
 from jaxcond.errors import ConfigError, DataError, JaxcondError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -197,7 +198,6 @@ def _call(get_config, arg, spec):
 
 def parse_value(field: str, raw: str | None, want):
   """A command-line string as the type of the schema's value `want`."""
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
   if isinstance(want, bool):
     if raw is None:
       return True
@@ -220,14 +220,14 @@ def parse_value(field: str, raw: str | None, want):
     except ValueError:
       raise ConfigError(f"{field}: expected a number, got {raw!r}") from None
   if isinstance(want, str):
-    value = configs._literal(raw)  # pylint: disable=protected-access  ('quoted' strings)
+    value = configs.literal(raw)  # 'quoted' strings
     return value if isinstance(value, str) else raw
   if isinstance(want, tuple):
-    value = configs._literal(raw)  # pylint: disable=protected-access
+    value = configs.literal(raw)
     if isinstance(value, (tuple, list)):
       return tuple(value)
     return tuple(v.strip() for v in raw.split(",") if v.strip())
-  return configs._literal(raw)  # pylint: disable=protected-access
+  return configs.literal(raw)
 
 
 def apply_overrides(config, overrides: Sequence[tuple[str, str | None]]) -> None:
@@ -235,7 +235,6 @@ def apply_overrides(config, overrides: Sequence[tuple[str, str | None]]) -> None
 
   The fields and their types are the loaded config's own: the condensation schema for
   condense/evaluate/bench configs, the program's for continual/nas configs."""
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
   known = configs.flat(config)
   for field, raw in overrides:
     if field not in known:
@@ -258,7 +257,6 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str | None]] = (), *,
   """`FILE.py[:ARG]` -> ConfigDict: get_config(ARG with `arg_updates` merged in), then the
   `--config.<field>` overrides; warns (one stderr line) when `--config.ipc`/`method` leave
   fields at the defaults of the arg's ipc/method."""
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
   path, _, arg = spec.partition(":")
   if arg_updates:
     args = {**configs.parse_arg(arg), **arg_updates}
@@ -273,7 +271,6 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str | None]] = (), *,
 def _warn_stale_defaults(get_config, path, arg, overrides, config) -> None:
   """`--config.ipc=1` after an arg built for ipc 10 keeps ipc-10 defaults (M3D's lr): one
   stderr line naming them and the arg that would set them."""
-  from jaxcond import configs  # pylint: disable=g-import-not-at-top
   overridden = {f for f, _ in overrides}
   if not {"ipc", "method"} & overridden:
     return

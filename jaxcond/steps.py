@@ -92,13 +92,6 @@ class StepSettings:
   syn_cpg: int = 0                 # classes per device per synthetic gradient group (0 = all)
   syn_unroll: bool = False         # unroll the group scan (CPU speed preference, few groups)
 
-  @classmethod
-  def from_config(cls, config, info) -> "StepSettings":
-    """From a validated config and the dataset's `DatasetInfo` (`configs.step_settings`);
-    the chunk fields stay 0 until `jaxcond.plan.make_plan` fills them in."""
-    from jaxcond import configs  # pylint: disable=g-import-not-at-top
-    return configs.step_settings(config, info)
-
   @property
   def syn_per_class(self) -> int:
     """Synthetic images per class that enter the network each step."""

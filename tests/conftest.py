@@ -1,5 +1,6 @@
-"""Shared test setup: 8 fake CPU devices so sharding is exercised on any machine, and one
-persistent XLA compilation cache per test run.
+"""Shared test setup: 8 fake CPU devices so sharding is exercised on any machine, one
+persistent XLA compilation cache per test run, and the `experiment` fixture (a config as
+`--config experiments/<file>.py:<arg>` gives it).
 
 Many tests compile the same step (a resumed run, a second process, the same tiny config
 under another workdir): jax's in-memory cache is keyed on the Python function, so each of
@@ -30,6 +31,9 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", False)
 
+from jaxcond import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 SHARED_DATA = pathlib.Path(
     os.environ.get("JAXCOND_SHARED_DATA",
                    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -41,6 +45,18 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real-data folder {SHARED_DATA} not found (set JAXCOND_SHARED_DATA)")
   return SHARED_DATA
+
+
+def load_experiment(spec: str, overrides=()):
+  """`"cifar10.py:method=dm,ipc=10"` -> the ConfigDict of `--config experiments/<spec>`
+  (`cli.load_config`, so tests read the experiment files exactly as the programs do)."""
+  return cli.load_config(str(EXPERIMENTS / spec), overrides)
+
+
+@pytest.fixture
+def experiment():
+  """`experiment("quickstart.py:method=m3d")` -> ConfigDict (`load_experiment`)."""
+  return load_experiment
 
 
 def pytest_unconfigure(config):

@@ -1,5 +1,4 @@
 """End-to-end tests of `jaxcond.condense` on scikit-learn digits (tiny nets, few steps)."""
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,14 +16,13 @@ from PIL import Image
 from jaxcond import checkpoint, condense, configs, grids, progress, steps
 from jaxcond.errors import ConfigError
 
+from conftest import load_experiment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def quickstart(arg=""):
-  spec = importlib.util.spec_from_file_location("quickstart", ROOT / "experiments" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_experiment(f"quickstart.py:{arg}")
 
 
 TINY = {"steps": 6, "checkpoint_every": 3, "log_every": 2, "batch_real": 8, "ipc": 2,

@@ -1,5 +1,4 @@
 """Tests of `jaxcond.continual` (class-incremental learning, GDumb retraining) on digits."""
-import importlib.util
 import json
 import pathlib
 
@@ -9,14 +8,13 @@ import pytest
 from jaxcond import condense, continual, evaluate, synthetic_io
 from jaxcond.data import registry
 
+from conftest import load_experiment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def experiment(arg):
-  spec = importlib.util.spec_from_file_location("cl_exp", ROOT / "experiments" / "continual.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_experiment(f"continual.py:{arg}")
 
 
 def tiny(num_steps=2, memories=("dm", "random"), orders=(0,)):

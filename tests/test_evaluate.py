@@ -12,6 +12,8 @@ from jaxcond import evaluate as ev
 from jaxcond import synthetic_io
 from jaxcond.errors import ConfigError, DataError
 
+from conftest import load_experiment
+
 
 class TinyMLP(nn.Module):
   hidden: int = 32
@@ -111,7 +113,7 @@ def test_momentum_buffer_is_zeroed_in_the_reset_pass():
   assert not np.allclose(diff[0]["Dense_0"]["kernel"], diff[1]["Dense_0"]["kernel"])
 
 
-def test_settings_validation_and_config():
+def test_settings_validation_and_config(experiment):
   with pytest.raises(ConfigError, match="protocol"):
     ev.EvalSettings(protocol="dc")
   with pytest.raises(ConfigError, match="mix_p"):
@@ -123,20 +125,19 @@ def test_settings_validation_and_config():
   assert ev.EvalSettings.for_protocol("dm", dataset="mnist").strategy == \
       "color_crop_cutout_scale_rotate"
   assert ev.EvalSettings.for_protocol("dm", dataset="cifar10").strategy == ev.DM_STRATEGY
-  from jaxcond import configs
-  c = configs.make_config("fashion_mnist", "method=m3d,eval.epochs=30,eval.every=100,"
-                          "eval.models=('convnet','alexnet_bn')")
+  c = experiment("fashion_mnist.py:method=m3d,eval.epochs=30,eval.every=100,"
+                 "eval.models=('convnet','alexnet_bn')")
   s = ev.EvalSettings.from_config(c)
   assert (s.protocol, s.epochs, s.batch_size, s.strategy) == ("idc", 30, 64, ev.IDC_STRATEGY)
   assert s.pool == ("convnet", "alexnet_bn")
-  dm_config = configs.make_config("cifar10", "method=dm,eval.eval_every_epochs=500")
+  dm_config = experiment("cifar10.py:method=dm,eval.eval_every_epochs=500")
   dm = ev.EvalSettings.from_config(dm_config)
   assert dm.checkpoint_passes() == (1001,)
   dm_config.eval.mix_p = 0.5
   with pytest.raises(ConfigError, match="mix_p"):
     ev.EvalSettings.from_config(dm_config)
   # the digits rule (no flip) reaches the settings through the config's dataset block
-  assert ev.EvalSettings.from_config(configs.make_config("digits", None)).strategy == \
+  assert ev.EvalSettings.from_config(experiment("quickstart.py")).strategy == \
       "color_crop_cutout_scale_rotate"
 
 
@@ -359,8 +360,7 @@ def _loader(split):
 
 def _config(**eval_over):
   """The full config schema (what condensation reads too), with a tiny eval block."""
-  from jaxcond import configs
-  c = configs.make_config("digits", "method=dm,ipc=2")
+  c = load_experiment("quickstart.py:method=dm,ipc=2")
   c.eval.update(dict(model="mlp", models=(), num_nets=2, epochs=1, batch_size=64, every=0))
   c.eval.update(eval_over)
   return c
@@ -487,7 +487,7 @@ def _cli(tmp_path, *args):
   cfg.write_text(textwrap.dedent("""
       from jaxcond import configs
       def get_config(arg=None):
-        c = configs.make_config("digits", "method=dm,ipc=2")
+        c = configs.method_config("digits", method="dm", ipc=2)
         c.eval.update(dict(model="mlp", num_nets=2, epochs=1))
         return c
       """))

@@ -1,7 +1,6 @@
 """Inputs that cannot fool a run (issue 15 §5): workdirs, the NaN stop message, and dataset
 files checked against their known identity, each a one-line error before any long work."""
 import gzip
-import importlib.util
 import json
 import pathlib
 import pickle
@@ -17,14 +16,13 @@ from jaxcond.data import identity, load_split, registry
 from jaxcond.data.load import dataset_identity
 from jaxcond.errors import ConfigError, DataError
 
+from conftest import load_experiment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tiny_config(**overrides):
-  spec = importlib.util.spec_from_file_location("qs", ROOT / "experiments" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("method=dm")
+  c = load_experiment("quickstart.py:method=dm")
   base = {"steps": 2, "checkpoint_every": 0, "log_every": 1, "batch_real": 8, "ipc": 2,
           "model.width": 8, "eval.num_nets": 0, "quiet": True}
   for key, value in {**base, **overrides}.items():

@@ -1,5 +1,4 @@
 """Tests of `jaxcond.nas` (proxy ranking of ConvNet variants) on digits."""
-import importlib.util
 import json
 import pathlib
 
@@ -8,14 +7,13 @@ import pytest
 
 from jaxcond import evaluate, nas
 
+from conftest import load_experiment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def experiment(arg):
-  spec = importlib.util.spec_from_file_location("nas_exp", ROOT / "experiments" / "nas.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_experiment(f"nas.py:{arg}")
 
 
 def tiny():

@@ -12,12 +12,14 @@ from jaxcond import configs, parallel, plan
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
+from conftest import load_experiment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _tiny(method="dm", ipc=2, budget=0.0, **fields):
   """CIFAR-10 shapes with a narrow net: a step that compiles in seconds."""
-  c = configs.make_config("cifar10", f"method={method},ipc={ipc}")
+  c = load_experiment(f"cifar10.py:method={method},ipc={ipc}")
   c.batch_real = 32
   c.model.width = 8
   c.memory_budget_gb = budget

@@ -117,46 +117,6 @@ def override(c: ml_collections.ConfigDict, args: dict[str, Any], *,
   return c
 
 
-def apply_runlocal(c: ml_collections.ConfigDict) -> None:
-  """The CPU smoke-run shrink for experiment files that do not show their own.
-
-  The experiment files in experiments/ spell this block out (`if runlocal:`); it stays
-  here only for configs built with the compact `make_config`.
-  """
-  c.steps = 20
-  c.checkpoint_every = 10
-  c.log_every = 5
-  c.batch_real = min(c.batch_real, 16)
-  c.model.width = 32
-  c.synthetic.batch_syn_max = min(c.synthetic.batch_syn_max or 64, 64)
-  c.eval.num_nets = 1
-  c.eval.epochs = 20
-  c.eval.batch_size = min(c.eval.batch_size, 64)
-  c.eval.eval_every_epochs = 10
-  c.eval.every = 0
-
-
-def make_config(dataset: str, arg: str | None, *, model: str | dict = "convnet",
-                ipc_default: int = 10, method_default: str = "dm",
-                hook=None) -> ml_collections.ConfigDict:
-  """The compact form of an experiment file's `get_config` (module docstring).
-
-  Recognised arg keys: `method`, `ipc`, `runlocal`, and any dotted config field
-  (`synthetic.lr=10`, `steps=500`), applied last. `hook(config)` runs after the method
-  defaults for dataset-specific changes.
-  """
-  args = parse_arg(arg)
-  ipc = args.pop("ipc", ipc_default)
-  c = method_config(dataset, method=args.pop("method", method_default), ipc=ipc,
-                    model=model)
-  runlocal = bool(args.pop("runlocal", False))
-  if hook is not None:
-    hook(c)
-  if runlocal:
-    apply_runlocal(c)
-  return override(c, args)
-
-
 def stale_defaults(get_config, arg: str | None, config, overridden) -> list[tuple]:
   """Fields that still hold the defaults of another `ipc` / `method`.
 

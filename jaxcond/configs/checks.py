@@ -1,12 +1,17 @@
 """One-line field checks: each raises `ConfigError` whose message starts with the field.
 
-Shared by `configs.validate` (the whole schema) and `configs.methods` (a method name);
-plain values in, the checked value out, no package imports.
+The `check_*` functions take plain values and return the checked value; the domains below
+(`Int`, `Float`, `Choice`, ...) bind their arguments so that a schema row
+(`schema.FIELDS`) names what its field may hold once, and `configs.validate` loops over
+the rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from typing import Any, ClassVar
 
+from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
 AUG_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")   # DSA ops (augment.py)
@@ -75,3 +80,94 @@ def check_strategy(field: str, strategy) -> str:
       raise ConfigError(f"{field}: unknown augmentation {op!r} in {strategy!r} (ops: "
                         f"{', '.join(AUG_OPS)}){suggest(op, AUG_OPS)}")
   return strategy
+
+
+# ------------------------------------------------------------------------------- domains
+# What a field may hold: `check(field, value)` raises the one-line error, `type` is the
+# Python type a program reads the field as (and `type()` the placeholder of a field whose
+# value the method sets).
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+  lo: int | None = None
+  hi: int | None = None
+  type: ClassVar[type] = int
+
+  def check(self, field: str, value) -> Any:
+    return check_int(field, value, lo=self.lo, hi=self.hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+  lo: float | None = None
+  hi: float | None = None
+  lo_open: bool = False
+  hi_open: bool = False
+  type: ClassVar[type] = float
+
+  def check(self, field: str, value) -> Any:
+    return check_float(field, value, lo=self.lo, hi=self.hi, lo_open=self.lo_open,
+                       hi_open=self.hi_open)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool:
+  type: ClassVar[type] = bool
+
+  def check(self, field: str, value) -> Any:
+    return check_bool(field, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Str:
+  type: ClassVar[type] = str
+
+  def check(self, field: str, value) -> Any:
+    return check_str(field, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """One of `choices`, case-insensitive (programs read it lower-cased)."""
+  choices: tuple
+  type: ClassVar[type] = str
+
+  def check(self, field: str, value) -> Any:
+    return check_choice(field, value, self.choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """A DSA strategy (`check_strategy`)."""
+  type: ClassVar[type] = str
+
+  def check(self, field: str, value) -> Any:
+    return check_strategy(field, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceTuple:
+  """A tuple (or list) of `choices` entries, e.g. model names."""
+  choices: tuple
+  what: str
+  type: ClassVar[type] = tuple
+
+  def check(self, field: str, value) -> Any:
+    if not isinstance(value, (tuple, list)):
+      raise ConfigError(f"{field}: expected a tuple of {self.what}, got {value!r}")
+    return tuple(check_choice(field, v, self.choices) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetName:
+  """A `data.registry` name or alias."""
+  type: ClassVar[type] = str
+
+  def check(self, field: str, value) -> Any:
+    check_str(field, value, "a dataset name")
+    try:
+      return registry.canonical_name(value)
+    except ConfigError:
+      raise ConfigError(f"{field}: unknown dataset {value!r} (known: "
+                        f"{', '.join(registry.DATASET_NAMES)})"
+                        f"{suggest(value.lower(), registry.DATASET_NAMES)}") from None

@@ -1,22 +1,27 @@
-"""The config schema: every field with a one-line meaning, setting fields, and identity.
+"""The config schema: every field once, as a row of `FIELDS` (name, default, domain, meaning).
 
-`base_config()` is the full schema; its method-owned values (marked "method") are DM's,
-filled in from `configs.methods` (their only home). `trajectory_dict` / `config_hash` say
-which fields a resumed run must match (`NON_TRAJECTORY_FIELDS` may differ).
+`base_config()` is built from the rows; a row whose default is `METHOD` gets its value from
+`configs.methods` (its only home: DM's here, M3D's and DDM's in their own blocks).
+`configs.validate` checks each row's domain, `configs.settings` reads fields as their rows'
+types, and `trajectory_dict` / `config_hash` leave out the rows a resumed run may change
+(`trajectory=False`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
 import ml_collections
 
+from jaxcond import nets
 from jaxcond.configs import methods
-from jaxcond.configs.checks import suggest
+from jaxcond.configs.checks import (Bool, Choice, ChoiceTuple, DatasetName, Float, Int, Str,
+                                    Strategy, suggest)
 from jaxcond.errors import ConfigError
 
-# Field domains (validated in `configs.validate`).
+# Field domains.
 METHODS = methods.METHODS
 EVAL_PROTOCOLS = methods.EVAL_PROTOCOLS
 INITS = ("real", "noise", "mix")
@@ -28,104 +33,150 @@ STEP_MODES = ("per_class", "joint")
 STYLE_MODES = ("batchavg", "persample")
 STYLE_TAPS = ("norm", "conv")
 
-# Fields that do not change the trajectory of the synthetic set: a checkpoint made with
-# different values of these may be resumed (e.g. more `steps`, another device count; the
-# chunk sizes and the device count change only float rounding).
-NON_TRAJECTORY_FIELDS = (
-    "steps", "checkpoint_every", "keep_checkpoints", "log_every", "quiet", "num_devices",
-    "real_chunk", "syn_chunk", "memory_budget_gb", "image_every", "dataset.source",
-    "dataset.path", "eval",
+METHOD = "<method>"   # a row's default: the method's value, from `configs.methods`
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field. `trajectory=False`: the synthetic set does not depend on it, so a
+  checkpoint made with another value may be resumed (more `steps`, another device count;
+  chunk sizes and devices change only float rounding)."""
+  name: str             # dotted: "synthetic.lr"
+  default: Any          # METHOD: filled in from configs.methods
+  domain: Any           # a configs.checks domain: Int(lo=1), Choice(INITS), ...
+  meaning: str
+  trajectory: bool = True
+
+  @property
+  def leaf(self) -> str:
+    return self.name.rpartition(".")[2]
+
+  @property
+  def type(self) -> type:
+    return self.domain.type
+
+  def check(self, value):
+    return self.domain.check(self.name, value)
+
+  def plain(self, value):
+    """The value as a program reads it: its Python type, a choice lower-cased."""
+    value = self.type(value)
+    return value.lower() if isinstance(self.domain, Choice) else value
+
+
+_MODEL = Choice(nets.MODEL_NAMES)
+_OWN = "0 / \"\" = the named net's own value"
+
+FIELDS = (
+    Field("method", "dm", Choice(METHODS), "dm | m3d | ddm"),
+    Field("ipc", 10, Int(lo=1), "synthetic images per class"),
+    Field("steps", METHOD, Int(lo=0), "condensation iterations", trajectory=False),
+    Field("seed", 0, Int(lo=0, hi=2**31 - 1), "every random draw derives from it (rng)"),
+    Field("checkpoint_every", 1000, Int(lo=0), "steps between checkpoints; 0 = only at the end",
+          trajectory=False),
+    Field("keep_checkpoints", 3, Int(lo=1), "newest checkpoints kept on disk", trajectory=False),
+    Field("image_every", 0, Int(lo=0), "PNG grid every n steps besides checkpoints; 0 = none",
+          trajectory=False),
+
+    Field("dataset.name", "cifar10", DatasetName(), "a data.registry name"),
+    Field("dataset.source", "auto", Str(), "auto | files | tfds | ... (data.load_split)",
+          trajectory=False),
+    Field("dataset.path", "", Str(), "\"\" = $JAXCOND_DATA_DIR/<name>", trajectory=False),
+    Field("dataset.resolution", 0, Int(lo=0), "0 = native / registry default"),
+    Field("dataset.streaming", False, Bool(), "read real batches from disk each step (grain)"),
+    Field("dataset.holdout", 0, Int(lo=0), "> 0: the last n train images/class are the test set"),
+
+    Field("model.name", "convnet", _MODEL, "condensation net"),
+    Field("model.depth", 0, Int(lo=0, hi=12), _OWN),
+    Field("model.width", 0, Int(lo=0), _OWN),
+    Field("model.norm", "", Str(), _OWN),
+    Field("model.act", "", Str(), _OWN),
+    Field("model.pool", "", Str(), _OWN),
+
+    Field("batch_real", METHOD, Int(lo=1), "real images per class per step"),
+    Field("real_chunk", -1, Int(lo=-1), "real images/class per lax.map step; 0 = all, -1 = auto",
+          trajectory=False),
+    Field("syn_chunk", -1, Int(lo=-1), "synthetic images per gradient group; 0 = one, -1 = auto",
+          trajectory=False),
+    Field("log_every", 100, Int(lo=1), "steps between log lines", trajectory=False),
+    Field("num_devices", 0, Int(lo=0), "0 = all devices", trajectory=False),
+    Field("memory_budget_gb", 0.0, Float(lo=0.0),
+          "per device, GiB; 0 = the device's own limit (jaxcond.plan)", trajectory=False),
+    Field("quiet", False, Bool(), "no progress lines", trajectory=False),
+
+    Field("synthetic.init", METHOD, Choice(INITS), "real | noise | mix (IDC's factor² crops)"),
+    Field("synthetic.factor", METHOD, Int(lo=1), "multi-formation factor (IDC); 1 = off"),
+    Field("synthetic.space", METHOD, Choice(SPACES), "pixels optimised as normalized | unit"),
+    Field("synthetic.lr", METHOD, Float(lo=0.0, lo_open=True), "SGD learning rate on the pixels"),
+    Field("synthetic.momentum", METHOD, Float(lo=0.0, hi=1.0, hi_open=True), "SGD momentum"),
+    Field("synthetic.batch_syn_max", METHOD, Int(lo=0), "decoded images/class per step; 0 = all"),
+
+    Field("augment.policy", METHOD, Choice(POLICIES), "dm (DSA, one op group) | idc | none"),
+    Field("augment.strategy", METHOD, Strategy(), "DSA ops joined by \"_\""),
+
+    Field("m3d.kernel", METHOD, Choice(KERNELS), "MMD kernel"),
+    Field("m3d.estimator", "biased", Choice(ESTIMATORS), "MMD² estimator (M3D: biased)"),
+    Field("m3d.ipm", METHOD, Int(lo=1), "random nets per iteration"),
+    Field("m3d.step_mode", METHOD, Choice(STEP_MODES), "per_class (M3D code) | joint"),
+
+    Field("ddm.mm_weight", METHOD, Float(lo=0.0), "style (mean/var) moments weight"),
+    Field("ddm.cm_weight", METHOD, Float(lo=0.0), "correlation (Gram) term weight"),
+    Field("ddm.icd_weight", METHOD, Float(lo=0.0), "intra-class diversity weight"),
+    Field("ddm.style_mode", METHOD, Choice(STYLE_MODES), "batchavg | persample"),
+    Field("ddm.style_tap", METHOD, Choice(STYLE_TAPS), "moments after each block's norm | conv"),
+    Field("ddm.k", METHOD, Int(lo=0), "ICD neighbours; 0 = round(0.2 * ipc) in [1, ipc - 1]"),
+
+    # Evaluation (methods.EVAL_PROTOCOL_DEFAULTS): none of it changes the synthetic set.
+    Field("eval.protocol", METHOD, Choice(EVAL_PROTOCOLS), "dm | idc", trajectory=False),
+    Field("eval.model", "convnet", _MODEL, "net trained on the synthetic set", trajectory=False),
+    Field("eval.models", (), ChoiceTuple(nets.MODEL_NAMES, "model names"),
+          "cross-architecture pool; () = only `model`", trajectory=False),
+    Field("eval.num_nets", 5, Int(lo=0), "nets trained from scratch (mean ± std)",
+          trajectory=False),
+    Field("eval.epochs", METHOD, Int(lo=1), "training epochs", trajectory=False),
+    Field("eval.batch_size", METHOD, Int(lo=1), "training batch", trajectory=False),
+    Field("eval.lr", METHOD, Float(lo=0.0, lo_open=True), "SGD learning rate", trajectory=False),
+    Field("eval.momentum", METHOD, Float(lo=0.0, hi=1.0, hi_open=True), "SGD momentum",
+          trajectory=False),
+    Field("eval.weight_decay", METHOD, Float(lo=0.0), "SGD weight decay", trajectory=False),
+    Field("eval.strategy", METHOD, Strategy(), "DSA strategy while training", trajectory=False),
+    Field("eval.mix_p", METHOD, Float(lo=0.0, hi=1.0), "CutMix probability", trajectory=False),
+    Field("eval.beta", METHOD, Float(lo=0.0, lo_open=True), "CutMix Beta(β, β)",
+          trajectory=False),
+    Field("eval.eval_every_epochs", METHOD, Int(lo=1),
+          "idc: test every n epochs, best counts (dm ignores it)", trajectory=False),
+    Field("eval.seed", 0, Int(lo=0), "evaluation seed (independent of `seed`)",
+          trajectory=False),
+    Field("eval.every", 0, Int(lo=0), "condensation steps between in-loop evals; 0 = end only",
+          trajectory=False),
 )
+BY_NAME = {f.name: f for f in FIELDS}
+NON_TRAJECTORY_FIELDS = tuple(f.name for f in FIELDS if not f.trajectory)
+
+
+def block(name: str) -> tuple[Field, ...]:
+  """The rows of one block (`"dataset"`), in schema order."""
+  return tuple(f for f in FIELDS if f.name.startswith(name + "."))
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The full schema with DM's defaults; every experiment config starts from this.
-
-  Fields marked "method" get their value from `methods.method_defaults` (DM here); the
-  placeholders below only fix their types.
-  """
+  """The full schema with DM's defaults; every experiment config starts from this."""
   c = ml_collections.ConfigDict()
-  c.method = "dm"                # dm | m3d | ddm
-  c.ipc = 10                     # synthetic images per class
-  c.steps = 0                    # method: condensation iterations
-  c.seed = 0                     # every random draw derives from it (rng.step_key)
-  c.checkpoint_every = 1000      # steps between checkpoints; 0 = only at the end
-  c.keep_checkpoints = 3         # newest checkpoints kept on disk
-  c.image_every = 0              # PNG grid every n steps besides checkpoints (0 = no extra)
-
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = "cifar10"     # a data.registry name
-  c.dataset.source = "auto"      # auto | files | tfds | ... (data.load_split)
-  c.dataset.path = ""            # "" = $JAXCOND_DATA_DIR/<name>
-  c.dataset.resolution = 0       # 0 = native / registry default
-  c.dataset.streaming = False    # True: read real batches from disk each step (grain)
-  c.dataset.holdout = 0          # >0: hold out the last n train images/class as the test set
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "convnet"       # condensation net, a nets.MODEL_NAMES entry
-  c.model.depth = 0              # 0 = the named net's own value
-  c.model.width = 0              # 0 = the named net's own value
-  c.model.norm = ""              # "" = the named net's own value
-  c.model.act = ""
-  c.model.pool = ""
-
-  c.batch_real = 0               # method: real images per class per step
-  c.real_chunk = -1              # real images/class per lax.map step; 0 = all, -1 = auto
-  c.syn_chunk = -1               # synthetic images per gradient group; 0 = one, -1 = auto
-  c.log_every = 100              # steps between log lines
-  c.num_devices = 0              # 0 = all devices
-  c.memory_budget_gb = 0.0       # per device, GiB; 0 = the device's own limit (jaxcond.plan)
-  c.quiet = False                # no progress lines
-
-  c.synthetic = ml_collections.ConfigDict()
-  c.synthetic.init = ""          # method: real | noise | mix (IDC's factor² real crops)
-  c.synthetic.factor = 0         # method: multi-formation factor (IDC); 1 = off
-  c.synthetic.space = ""         # method: pixels optimised as normalized | unit ([0, 1])
-  c.synthetic.lr = 0.0           # method: SGD learning rate on the pixels
-  c.synthetic.momentum = 0.0     # method: SGD momentum
-  c.synthetic.batch_syn_max = 0  # method: decoded images/class per step; 0 = all
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.policy = ""          # method: dm (DSA, one op group) | idc | none
-  c.augment.strategy = ""        # method: DSA ops joined by "_"
-
-  c.m3d = ml_collections.ConfigDict()
-  c.m3d.kernel = ""              # method: MMD kernel, linear | gaussian | polynomial
-  c.m3d.estimator = "biased"     # MMD² estimator: biased (M3D, V-statistic) | unbiased
-  c.m3d.ipm = 0                  # method: random nets per iteration
-  c.m3d.step_mode = ""           # method: per_class (M3D code) | joint
-
-  c.ddm = ml_collections.ConfigDict()
-  c.ddm.mm_weight = 0.0          # method: style (mean/var) moments weight
-  c.ddm.cm_weight = 0.0          # method: correlation (Gram) term weight
-  c.ddm.icd_weight = 0.0         # method: intra-class diversity weight
-  c.ddm.style_mode = ""          # method: batchavg | persample
-  c.ddm.style_tap = ""           # method: moments after each block's norm | conv
-  c.ddm.k = 0                    # method: ICD neighbours; 0 = round(0.2 * ipc) in [1, ipc-1]
-
-  c.eval = ml_collections.ConfigDict()
-  c.eval.protocol = ""           # method: dm | idc (methods.EVAL_PROTOCOL_DEFAULTS)
-  c.eval.model = "convnet"       # net trained on the synthetic set
-  c.eval.models = ()             # cross-architecture pool; () = only `model`
-  c.eval.num_nets = 5            # nets trained from scratch (mean ± std)
-  c.eval.epochs = 0              # method (protocol): training epochs
-  c.eval.batch_size = 0          # method (protocol)
-  c.eval.lr = 0.0                # method (protocol)
-  c.eval.momentum = 0.0          # method (protocol)
-  c.eval.weight_decay = 0.0      # method (protocol)
-  c.eval.strategy = ""           # method (protocol): DSA strategy while training
-  c.eval.mix_p = 0.0             # method (protocol): CutMix probability
-  c.eval.beta = 0.0              # method (protocol): CutMix Beta(β, β)
-  c.eval.eval_every_epochs = 0   # idc: test every n epochs, best counts (dm ignores it)
-  c.eval.seed = 0                # evaluation seed (independent of `seed`)
-  c.eval.every = 0               # condensation steps between in-loop evals; 0 = end only
+  for f in FIELDS:
+    *parents, leaf = f.name.split(".")
+    node = c
+    for p in parents:
+      if p not in node:
+        node[p] = ml_collections.ConfigDict()
+      node = node[p]
+    node[leaf] = f.type() if f.default is METHOD else f.default   # METHOD: a typed 0 / ""
 
   # DM's values for its own fields, M3D's and DDM's for theirs, idc's checkpoint interval
   # (validation wants >= 1 even where dm ignores it).
   methods.apply_method_defaults(c, "dm")
-  for table, block in ((methods.M3D, "m3d."), (methods.DDM, "ddm.")):
+  for table, prefix in ((methods.M3D, "m3d."), (methods.DDM, "ddm.")):
     for dotted, value in table.items():
-      if dotted.startswith(block):
+      if dotted.startswith(prefix):
         _assign(c, dotted, value)
   c.eval.eval_every_epochs = methods.EVAL_PROTOCOL_DEFAULTS["idc"]["eval_every_epochs"]
   return c
@@ -145,24 +196,28 @@ def flat(d, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def get_field(c, dotted: str):
+  """`c.a.b` for "a.b"."""
+  for part in dotted.split("."):
+    c = c[part]
+  return c
+
+
 def _assign(c, dotted: str, value) -> None:
-  *parents, leaf = dotted.split(".")
-  node = c
-  for p in parents:
-    node = node[p]
+  parent, _, leaf = dotted.rpartition(".")
+  node = get_field(c, parent) if parent else c
   with node.ignore_type():
     node[leaf] = value
 
 
 def set_field(c: ml_collections.ConfigDict, dotted: str, value, *, source: str) -> None:
   """Sets an existing field, coercing ints to floats where the schema wants a float."""
-  schema = flat(base_config())
-  if dotted not in schema:
-    raise ConfigError(f"{dotted}: unknown config field ({source}){suggest(dotted, schema)}")
-  want = schema[dotted]
-  if isinstance(want, float) and isinstance(value, int) and not isinstance(value, bool):
+  if dotted not in BY_NAME:
+    raise ConfigError(f"{dotted}: unknown config field ({source}){suggest(dotted, BY_NAME)}")
+  want = BY_NAME[dotted].type
+  if want is float and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
-  if isinstance(want, tuple) and isinstance(value, (list, str)):
+  if want is tuple and isinstance(value, (list, str)):
     value = tuple(value) if isinstance(value, list) else (value,)
   _assign(c, dotted, value)
 
@@ -171,8 +226,7 @@ def set_field(c: ml_collections.ConfigDict, dotted: str, value, *, source: str) 
 
 def trajectory_dict(c: ml_collections.ConfigDict) -> dict[str, Any]:
   """The fields that determine the synthetic set step by step (checkpoint compatibility)."""
-  return {k: v for k, v in sorted(flat(c).items())
-          if not any(k == f or k.startswith(f + ".") for f in NON_TRAJECTORY_FIELDS)}
+  return {k: v for k, v in sorted(flat(c).items()) if k not in NON_TRAJECTORY_FIELDS}
 
 
 def config_hash(c: ml_collections.ConfigDict) -> str:

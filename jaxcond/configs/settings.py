@@ -5,6 +5,8 @@
   devices, in-loop evaluation cadence) and the run's identity (hash, trajectory);
 - `step_settings(c, info)` -> `jaxcond.steps.StepSettings`: the condensation step.
 The evaluation side is `evaluate.EvalSettings.from_config(c.eval, dataset=...)`.
+Each attribute is read as its field's row says (`schema.Field.plain`): its type, a choice
+lower-cased; the maps below name the field an attribute comes from where the names differ.
 """
 from __future__ import annotations
 
@@ -13,26 +15,35 @@ from typing import Any
 
 import ml_collections
 
+from jaxcond import steps
 from jaxcond.configs import schema
 from jaxcond.configs.checks import check_strategy
+
+_DEFAULT = schema.flat(schema.base_config())
+
+
+def _read(c: ml_collections.ConfigDict, fields: dict[str, str]) -> dict[str, Any]:
+  """{attribute: dotted field} -> {attribute: the field's value as its row's type}."""
+  out = {}
+  for attr, dotted in fields.items():
+    out[attr] = schema.BY_NAME[dotted].plain(schema.get_field(c, dotted))
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-  """Which real data a program reads (the `dataset` block)."""
+  """Which real data a program reads: the `dataset` block, field for field."""
   name: str
-  source: str = "auto"
-  path: str = ""                 # "" = $JAXCOND_DATA_DIR/<name>
-  resolution: int = 0            # 0 = native / registry default
-  streaming: bool = False
-  holdout: int = 0               # > 0: last n train images/class are the test set
+  source: str = _DEFAULT["dataset.source"]
+  path: str = _DEFAULT["dataset.path"]
+  resolution: int = _DEFAULT["dataset.resolution"]
+  streaming: bool = _DEFAULT["dataset.streaming"]
+  holdout: int = _DEFAULT["dataset.holdout"]
 
   @classmethod
   def from_config(cls, c: ml_collections.ConfigDict) -> "DataSettings":
-    d = c.dataset
-    return cls(name=str(d.name), source=str(d.source or "auto"), path=str(d.path),
-               resolution=int(d.resolution), streaming=bool(d.streaming),
-               holdout=int(d.holdout))
+    v = _read(c, {f.name: f"dataset.{f.name}" for f in dataclasses.fields(cls)})
+    return cls(**{**v, "source": v["source"] or "auto"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,71 +53,58 @@ class RunSettings:
   `trajectory` / `config_hash` are what a resumed run must match (`schema.trajectory_dict`).
   """
   steps: int
-  checkpoint_every: int = 1000   # 0 = only at the end
-  keep_checkpoints: int = 3
-  image_every: int = 0
-  log_every: int = 100
-  num_devices: int = 0           # 0 = all
-  quiet: bool = False
-  eval_every: int = 0            # steps between in-loop evaluations; 0 = at the end only
+  checkpoint_every: int = _DEFAULT["checkpoint_every"]
+  keep_checkpoints: int = _DEFAULT["keep_checkpoints"]
+  image_every: int = _DEFAULT["image_every"]
+  log_every: int = _DEFAULT["log_every"]
+  num_devices: int = _DEFAULT["num_devices"]
+  quiet: bool = _DEFAULT["quiet"]
+  eval_every: int = _DEFAULT["eval.every"]
   eval_num_nets: int = 0         # 0 = no evaluation
-  init: str = "real"             # synthetic.init: how the set starts (real / mix / noise)
+  init: str = _DEFAULT["synthetic.init"]
   config_hash: str = ""
   trajectory: tuple = ()         # sorted (field, value) pairs
 
   @classmethod
   def from_config(cls, c: ml_collections.ConfigDict) -> "RunSettings":
-    return cls(steps=int(c.steps), checkpoint_every=int(c.checkpoint_every),
-               keep_checkpoints=int(c.keep_checkpoints), image_every=int(c.image_every),
-               log_every=int(c.log_every), num_devices=int(c.num_devices),
-               quiet=bool(c.quiet), eval_every=int(c.eval.every),
-               eval_num_nets=int(c.eval.num_nets), init=str(c.synthetic.init),
-               config_hash=schema.config_hash(c),
-               trajectory=tuple(schema.trajectory_dict(c).items()))
+    own = {"init": str(c.synthetic.init),   # as given, not lower-cased
+           "config_hash": schema.config_hash(c),
+           "trajectory": tuple(schema.trajectory_dict(c).items())}
+    renamed = {"eval_every": "eval.every", "eval_num_nets": "eval.num_nets"}
+    return cls(**own, **_read(c, {f.name: renamed.get(f.name, f.name)
+                                  for f in dataclasses.fields(cls) if f.name not in own}))
 
 
 def model_overrides(c: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Non-default `model.*` fields as `nets.get_model` overrides."""
-  out = {}
-  for f in ("depth", "width"):
-    if c.model[f]:
-      out[f] = int(c.model[f])
-  for f in ("norm", "act", "pool"):
-    if c.model[f]:
-      out[f] = str(c.model[f])
-  return out
+  """Non-default `model.*` fields (0 / "" = the net's own) as `nets.get_model` overrides."""
+  return {f.leaf: f.plain(c.model[f.leaf]) for f in schema.block("model")
+          if f.leaf != "name" and c.model[f.leaf]}
 
 
-def step_settings(c: ml_collections.ConfigDict, info) -> "Any":
-  """Config + `DatasetInfo` -> `jaxcond.steps.StepSettings` (plain, hashable, frozen)."""
-  from jaxcond import steps  # pylint: disable=g-import-not-at-top
-  method = c.method.lower()
+# StepSettings attribute -> config field, read as the field's row says.
+_STEP_FIELDS = {
+    "method": "method", "seed": "seed", "ipc": "ipc", "batch_real": "batch_real",
+    "model_name": "model.name", "factor": "synthetic.factor", "space": "synthetic.space",
+    "lr": "synthetic.lr", "momentum": "synthetic.momentum",
+    "batch_syn_max": "synthetic.batch_syn_max", "aug_policy": "augment.policy",
+    "kernel": "m3d.kernel", "estimator": "m3d.estimator", "mm_weight": "ddm.mm_weight",
+    "cm_weight": "ddm.cm_weight", "icd_weight": "ddm.icd_weight",
+    "style_mode": "ddm.style_mode", "style_tap": "ddm.style_tap", "icd_k": "ddm.k",
+}
+
+
+def step_settings(c: ml_collections.ConfigDict, info) -> steps.StepSettings:
+  """Config + `DatasetInfo` -> `steps.StepSettings` (plain, hashable, frozen)."""
+  v = _read(c, _STEP_FIELDS)
+  m3d = v["method"] == "m3d"
   return steps.StepSettings(
-      method=method,
-      seed=int(c.seed),
+      **v,
       num_classes=int(info.num_classes),
       image_shape=tuple(int(s) for s in info.image_shape),
       mean=tuple(float(m) for m in info.mean),
       std=tuple(float(s) for s in info.std),
-      ipc=int(c.ipc),
-      batch_real=int(c.batch_real),
-      model_name=c.model.name.lower(),
       model_overrides=tuple(sorted(model_overrides(c).items())),
-      factor=int(c.synthetic.factor),
-      space=c.synthetic.space.lower(),
-      lr=float(c.synthetic.lr),
-      momentum=float(c.synthetic.momentum),
-      batch_syn_max=int(c.synthetic.batch_syn_max),
-      aug_policy=c.augment.policy.lower(),
       aug_strategy=check_strategy("augment.strategy", c.augment.strategy),
-      kernel=c.m3d.kernel.lower(),
-      estimator=c.m3d.estimator.lower(),
-      ipm=int(c.m3d.ipm) if method == "m3d" else 1,
-      step_mode=c.m3d.step_mode.lower() if method == "m3d" else "joint",
-      mm_weight=float(c.ddm.mm_weight),
-      cm_weight=float(c.ddm.cm_weight),
-      icd_weight=float(c.ddm.icd_weight),
-      style_mode=c.ddm.style_mode.lower(),
-      style_tap=c.ddm.style_tap.lower(),
-      icd_k=int(c.ddm.k),
+      ipm=int(c.m3d.ipm) if m3d else 1,                       # the other methods: one net
+      step_mode=c.m3d.step_mode.lower() if m3d else "joint",
   )   # chunk sizes (real_chunk, real_cpg, syn_cpg): chosen by jaxcond.plan
