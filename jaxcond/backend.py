@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 
+import jax
+
+from jaxcond.errors import ConfigError
+
 POLICIES = ("cpu", "accelerator")
 _forced: list[str] = []
 
 
 def platform() -> str:
   """The default JAX backend's platform name: "cpu", "gpu" (CUDA/ROCm) or "tpu"."""
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.default_backend()
 
 
@@ -31,7 +34,6 @@ def policy() -> str:
   env = os.environ.get("JAXCOND_BACKEND_POLICY", "").strip().lower()
   if env:
     if env not in POLICIES:
-      from jaxcond.errors import ConfigError  # pylint: disable=g-import-not-at-top
       raise ConfigError(f"JAXCOND_BACKEND_POLICY: unknown value {env!r} (choose from "
                         f"{', '.join(POLICIES)})")
     return env
@@ -58,7 +60,6 @@ def force(which: str):
 def device_memory_bytes(device=None) -> int | None:
   """What one device may hold: `memory_stats()["bytes_limit"]` on GPU/TPU, the host's
   physical memory on CPU (all fake CPU devices share it), None when unknown."""
-  import jax  # pylint: disable=g-import-not-at-top
   device = device if device is not None else jax.local_devices()[0]
   if device.platform != "cpu":
     try:

@@ -16,8 +16,10 @@ import statistics
 import time
 from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 
 
@@ -174,8 +176,6 @@ def time_steps(step: Callable[..., tuple], state: Any, *args, repeats: int = 10,
 
 def machine_info() -> dict:
   """Platform, device kind and count, host cores, load average and library versions."""
-  import flax  # pylint: disable=g-import-not-at-top
-  import jaxlib  # pylint: disable=g-import-not-at-top
   dev = jax.devices()[0]
   info = {"platform": dev.platform, "device_kind": getattr(dev, "device_kind", "?"),
           "num_devices": jax.device_count(), "host_cpus": os.cpu_count(),

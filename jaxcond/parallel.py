@@ -19,6 +19,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcond.errors import ConfigError
@@ -137,7 +138,6 @@ def to_host(x: jax.Array) -> np.ndarray:
   """The full value of a (possibly multi-process sharded) array as numpy on every process."""
   if jax.process_count() == 1 or getattr(x, "is_fully_addressable", True):
     return np.asarray(jax.device_get(x))
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -146,12 +146,10 @@ def host_allgather(x) -> np.ndarray:
   x = np.asarray(x)
   if jax.process_count() == 1:
     return x[None]
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return np.asarray(multihost_utils.process_allgather(x))
 
 
 def sync(name: str) -> None:
   """Barrier across processes (no-op with one process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)

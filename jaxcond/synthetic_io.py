@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxcond.data import registry
 from jaxcond.errors import DataError
 
 FORMAT_VERSION = 1
@@ -139,7 +140,6 @@ def save(path, sset: SyntheticSet) -> str:
 
 def _canonical(name: str) -> str:
   try:
-    from jaxcond.data import registry  # pylint: disable=g-import-not-at-top
     return registry.canonical_name(name)
   except Exception:  # pylint: disable=broad-except  (unknown names compare as written)
     return str(name).strip().lower()

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxcond import rng
@@ -137,7 +138,6 @@ def build_bank(images: np.ndarray, labels: np.ndarray, num_classes: int, *,
     members[s] = idx
   m = max((len(v) for v in members.values()), default=1)
   if multi:
-    from jax.experimental import multihost_utils
     m = int(np.max(multihost_utils.process_allgather(np.int32(m))))
 
   rows = np.zeros((len(local), m) + images.shape[1:], np.uint8)
@@ -194,7 +194,6 @@ def check_batch(bank_or_counts, batch: int, class_ids=None) -> None:
 
 def _host(x) -> np.ndarray:
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)
 

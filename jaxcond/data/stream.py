@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from jaxcond.data import readers
+from jaxcond.data import load, readers, tfds_source
 from jaxcond.data.bank import _class_axis_sharding, _class_list, local_class_slots
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
@@ -80,7 +80,6 @@ class TFDSIndex:
 
   def __init__(self, builder: str, split: str, data_dir, info: DatasetInfo,
                use_cache: bool = True):
-    from jaxcond.data import tfds_source
     self.src = tfds_source.open_source(builder, split, data_dir)
     lmap = tfds_source.label_map(self.src, info.class_names, info.num_classes)
     labels = lmap[tfds_source.scan_labels(self.src, use_cache=use_cache)]
@@ -103,7 +102,6 @@ class TFDSIndex:
 def make_index(name: str, split: str = "train", *, source: str = "auto", path=None,
                resolution: Optional[int] = None, class_list=None, cache: bool = True):
   """Index for streaming: lazy over ImageFolder folders and TFDS, else arrays via load_split."""
-  from jaxcond.data import load
   info = get_info(name, resolution=resolution, class_list=class_list)
   kind, p, builder = load.resolve_source(info, source, path)
   split = load._SPLITS.get(str(split).lower(), split)
