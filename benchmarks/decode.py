@@ -20,6 +20,7 @@ Projection for ImageNet-1K's 1,281,167 training images on 8, 32 and 96 cores:
 
     PYTHONPATH=. python benchmarks/decode.py                       # 3000 images, 64 and 128 px
     PYTHONPATH=. python benchmarks/decode.py --images 300 --repeats 1 --sizes 64   # a quick check
+    PYTHONPATH=. python benchmarks/decode.py --pixels-only --images 1000 --sizes 32,64,128,224
 Prints a table, then one JSON object (also written to --json if given).
 """
 from __future__ import annotations
@@ -198,6 +199,8 @@ def main(argv=None):
                                             "jaxcond_decode_bench"))
   parser.add_argument("--json", default="")
   parser.add_argument("--no-pixels", action="store_true")
+  parser.add_argument("--pixels-only", action="store_true",
+                      help="only the draft-vs-full pixel comparison (no timing)")
   args = parser.parse_args(argv)
 
   from PIL import __version__ as pillow_version
@@ -208,6 +211,10 @@ def main(argv=None):
   t0 = time.perf_counter()
   files = make_tree(pathlib.Path(args.tree), args.images, args.classes)
   made_s = time.perf_counter() - t0
+  if args.pixels_only:
+    pixels = pixel_differences(files, sizes)
+    print(json.dumps(pixels, indent=1))
+    return pixels
   kib = statistics.mean(f.stat().st_size for f in files) / 1024
   results = [rate(files, size, draft, t, args.repeats)
              for size in sizes for draft in (False, True) for t in thread_counts]

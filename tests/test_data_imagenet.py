@@ -7,7 +7,6 @@ tree. Image i of class k has red channel 40 k + 20, so labels can be read off th
 import gzip
 import io
 import os
-import pathlib
 import tarfile
 import types
 
