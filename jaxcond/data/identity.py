@@ -27,7 +27,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pathlib
+import tarfile
 
+from jaxcond.data import readers
 from jaxcond.errors import DataError
 
 PRETTY = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
@@ -117,7 +119,6 @@ def _cifar_layout(folder: pathlib.Path):
 
 
 def _archive_layout(p: pathlib.Path):
-  import tarfile  # pylint: disable=g-import-not-at-top
   try:
     with tarfile.open(p, "r:*") as tar:
       names = {n.rstrip("/").rsplit("/", 1)[-1] for n in tar.getnames()}
@@ -168,7 +169,6 @@ def check(info, kind: str, path, split: str = "train", files=None) -> str:
     return "digits (scikit-learn's bundled copy)"
   if kind == "idx":
     if files is None:
-      from jaxcond.data import readers  # pylint: disable=g-import-not-at-top
       folder = pathlib.Path(path)
       prefix = {"train": "train", "test": "t10k"}.get(split, "t10k")
       files = {"images": readers._idx_file(folder, prefix, "images"),  # pylint: disable=protected-access
@@ -186,4 +186,6 @@ def check(info, kind: str, path, split: str = "train", files=None) -> str:
     return f"{name} (modified copy: .npz {pathlib.Path(path).name}, not the published files)"
   if kind == "tfds":
     return f"{name} (TFDS prepared copy in {path})"
+  if kind == "imagenet":
+    return f"{name} (ILSVRC-2012 files in {path})"
   return f"{name} ({kind} {path})"

@@ -7,9 +7,10 @@ Where data are looked for (first hit wins), unless `path=` is given:
   2. TFDS data dirs `$TFDS_DATA_DIR`, `~/tensorflow_datasets` holding a prepared ArrayRecord
      copy of the dataset's TFDS builder.
 `source="auto"` picks the reader by what exists there (IDX files, CIFAR pickles or their
-archive, SVHN `.mat`, `.npz`, a TFDS folder, an ImageFolder tree or archive). `digits` needs
-no files. Returned labels are the dataset's class indices (0..num_classes-1) even when
-`classes=` restricts loading to a subset (per-host loading, §"sharded bank" in docs/data.md).
+archive, SVHN `.mat`, `.npz`, a TFDS folder, ImageNet's own tars / flat validation set
+(`jaxcond.data.imagenet`), an ImageFolder tree or archive). `digits` needs no files.
+Returned labels are the dataset's class indices (0..num_classes-1) even when `classes=`
+restricts loading to a subset (per-host loading, §"sharded bank" in docs/data.md).
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ import numpy as np
 
 from jaxcond.data import cache as cache_lib
 from jaxcond.data import identity
+from jaxcond.data import imagenet
 from jaxcond.data import readers
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
 
-SOURCES = ("auto", "tfds", "idx", "cifar", "svhn", "imagefolder", "npz", "digits")
+SOURCES = ("auto", "tfds", "idx", "cifar", "svhn", "imagefolder", "imagenet", "npz", "digits")
 _SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test",
            "extra": "extra", "all": "all"}
 
@@ -80,13 +82,15 @@ def _archive_kind(p: pathlib.Path) -> Optional[str]:
     parts = n.rstrip("/").split("/")
     if parts[-1] in cifar or (len(parts) >= 2 and parts[-2] in readers.CIFAR_DIRS):
       return "cifar"
-  if any(readers._is_image(n) for n in names):
+  if any(readers.is_image(n) for n in names):
     return "imagefolder"
   return None
 
 
 def detect(info: DatasetInfo, p: pathlib.Path):
   """(kind, path) of the data found at `p`, or None."""
+  if info.imagenet_ids is not None and imagenet.find_layout(p) is not None:
+    return "imagenet", p                 # before the archive peek: never stream a 147 GB tar
   if p.is_file():
     low = p.name.lower()
     if low.endswith(".npz"):
@@ -192,7 +196,19 @@ def _check_classes(classes, num_classes: int):
   return sorted(int(c) for c in arr)
 
 
-def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, num_threads):
+def _decode_ident(info: DatasetInfo, draft: bool) -> dict:
+  """The decode settings every decoded-array cache key holds: size, channels, draft mode."""
+  return {"res": info.resolution, "ch": info.channels, "draft": bool(draft)}
+
+
+def _subset_present(info: DatasetInfo, classes, found) -> bool:
+  """Per-host loading from a tree that holds (at least) the wanted registry classes."""
+  return info.class_names is not None and classes is not None and \
+      {info.class_names[c] for c in classes} <= set(found)
+
+
+def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, num_threads,
+                          draft):
   split_dir, entries = readers.list_imagefolder_dir(root, split)
   found = sorted({c for c, _ in entries})
   if info.class_names is None and split != "train" and (root / "train").is_dir():
@@ -201,6 +217,8 @@ def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, n
     extra = set(found) - set(order)
     if extra:
       raise DataError(f"{split_dir}: class folders {sorted(extra)[:3]} not in the train split")
+  elif _subset_present(info, classes, found):
+    order = list(info.class_names)       # a partial tree serves the classes it holds
   else:
     order = readers.resolve_class_order(found, info.class_names, info.num_classes, split_dir)
   wanted = [order[c] for c in (classes if classes is not None else range(len(order)))]
@@ -212,34 +230,45 @@ def _imagefolder_from_dir(info, split, root: pathlib.Path, classes, use_cache, n
       raise DataError(f"{split_dir / n}: class {label_of[n]} ({n}) has no images in "
                       f"split {split!r}")
   mtimes = [(split_dir / n).stat().st_mtime_ns for n in wanted if (split_dir / n).is_dir()]
-  ident = {"dir": str(split_dir.resolve()), "res": info.resolution, "ch": info.channels,
+  ident = {"dir": str(split_dir.resolve()), **_decode_ident(info, draft),
            "names": wanted, "mtimes": mtimes,
            "files": hashlib.sha256("\n".join(str(f) for _, f in rows).encode()).hexdigest()}
 
   def compute():
     imgs = readers.decode_many([f for _, f in rows], [str(f) for _, f in rows],
                                info.resolution, info.channels, num_threads,
-                               what=f"decoding {info.name} {split} images")
+                               what=f"decoding {info.name} {split} images", draft=draft)
     return {"images": imgs, "labels": np.asarray([r[0] for r in rows], np.int32)}
 
   out = cache_lib.cached("imagefolder", ident, compute, use_cache)
   return out["images"], out["labels"], str(split_dir)
 
 
-def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threads):
-  """Decode every split of the archive in one pass, cache each, return the requested one."""
-  ident = {**cache_lib.file_identity(p), "res": info.resolution, "ch": info.channels,
-           "dataset": info.name, "names": list(info.class_names or [])}
+def _imagefolder_from_archive(info, split, p: pathlib.Path, classes, use_cache, num_threads,
+                              draft):
+  """Decode every split of the archive in one pass, cache each, return the requested one.
+
+  With `classes` (per-host loading) only those classes' images are read and decoded, and
+  they are cached as their own entry."""
+  names = list(info.class_names or [])
+  subset = None if classes is None or not names else [names[c] for c in classes]
+  ident = {**cache_lib.file_identity(p), **_decode_ident(info, draft), "dataset": info.name,
+           "names": names, **({"subset": subset} if subset is not None else {})}
   hit = cache_lib.load(cache_lib.cache_path("imagefolder-archive", {**ident, "split": split})) \
       if use_cache else None
   if hit is None:
-    scanned = readers.scan_imagefolder_archive(p, ("train",) + readers.TEST_SPLIT_DIRS)
+    splits = ("train",) + readers.TEST_SPLIT_DIRS
+    scanned = readers.scan_imagefolder_archive(p, splits, keep=subset)
     if not scanned:
       raise DataError(f"{p}: no <split>/<class>/<image> entries in the archive")
     order_ref = scanned.get("train") or next(iter(scanned.values()))
-    order = readers.resolve_class_order(sorted({r[0] for r in order_ref}), info.class_names,
-                                        info.num_classes, f"{p}:train")
-    label_of = {n: i for i, n in enumerate(order)}
+    found = sorted({r[0] for r in order_ref})
+    order = list(names) if _subset_present(info, classes, found) else \
+        readers.resolve_class_order(found, info.class_names, info.num_classes, f"{p}:train")
+    wanted = order if classes is None else [order[c] for c in classes]
+    if subset is not None and subset != wanted:   # folders are not the registry names
+      scanned = readers.scan_imagefolder_archive(p, splits, keep=wanted)
+    label_of = {n: order.index(n) for n in wanted}
     test_dir = next((d for d in readers.TEST_SPLIT_DIRS if d in scanned), None)
     results = {}
     for name, canon in (("train", "train"), (test_dir, "test")):
@@ -248,16 +277,40 @@ def _imagefolder_from_archive(info, split, p: pathlib.Path, use_cache, num_threa
       rows = [r for r in scanned[name] if r[0] in label_of]
       imgs = readers.decode_many([r[2] for r in rows], [f"{p}:{r[1]}" for r in rows],
                                  info.resolution, info.channels, num_threads,
-                                 what=f"decoding {info.name} {canon} images")
+                                 what=f"decoding {info.name} {canon} images", draft=draft)
       labels = np.asarray([label_of[r[0]] for r in rows], np.int32)
       results[canon] = {"images": imgs, "labels": labels}
       if use_cache:
         cache_lib.save(cache_lib.cache_path("imagefolder-archive", {**ident, "split": canon}),
-                   results[canon])
+                       results[canon])
     if split not in results:
       raise DataError(f"{p}: archive has no labelled {split!r} split")
     hit = results[split]
   return hit["images"], hit["labels"], str(p)
+
+
+def _imagenet(info, split, p: pathlib.Path, classes, use_cache, num_threads, draft):
+  """ImageNet's own layouts (`jaxcond.data.imagenet`): only the wanted classes are indexed,
+  read and decoded; cached per split and class list."""
+  layout = imagenet.find_layout(p)
+  if layout is None:
+    raise DataError(f"{p}: no ImageNet train tar, validation tar, flat validation folder or "
+                    f"Kaggle ILSVRC/Data/CLS-LOC tree")
+  order = list(info.class_names)
+  wanted = [order[c] for c in (classes if classes is not None else range(len(order)))]
+  ident = {**imagenet.split_identity(layout, split, wanted), **_decode_ident(info, draft)}
+  where = str(layout.split(split).path)
+
+  def compute():
+    rows, _ = imagenet.split_rows(layout, split, wanted)
+    label_of = {n: i for i, n in enumerate(order)}
+    imgs = readers.decode_many([r[1] for r in rows], [r[2] for r in rows], info.resolution,
+                               info.channels, num_threads,
+                               what=f"decoding {info.name} {split} images", draft=draft)
+    return {"images": imgs, "labels": np.asarray([label_of[r[0]] for r in rows], np.int32)}
+
+  out = cache_lib.cached("imagenet", ident, compute, use_cache)
+  return out["images"], out["labels"], where
 
 
 def _finish(info: DatasetInfo, x, y, classes, where: str, split: str):
@@ -315,24 +368,35 @@ def _apply_holdout(info: DatasetInfo, x, y, holdout: int, split: str, classes, w
 
 def split_loader(ds):
   """`load(split, classes=None)` for the dataset settings `ds` (anything with `name`,
-  `source`, `path`, `resolution`, `holdout`: `configs.DataSettings` or a config's
-  `dataset`): the one place a program turns its dataset fields into `load_split` calls."""
+  `source`, `path`, `resolution`, `holdout`, optionally `jpeg_draft`: `configs.DataSettings`
+  or a config's `dataset`): the one place a program turns its dataset fields into
+  `load_split` calls."""
+  draft = bool(getattr(ds, "jpeg_draft", True))   # a settings object without the field: on
+
   def load(split: str, classes: Optional[Sequence[int]] = None):
     return load_split(ds.name, split, source=ds.source or "auto", path=ds.path or None,
                       resolution=ds.resolution or None, holdout=int(ds.holdout),
-                      classes=None if classes is None else [int(c) for c in classes])
+                      classes=None if classes is None else [int(c) for c in classes],
+                      draft=draft)
   return load
 
 
 def load_split(name: str, split: str, *, source: str = "auto", path=None,
                resolution: Optional[int] = None, classes: Optional[Sequence[int]] = None,
                cache: bool = True, class_list=None, num_threads: Optional[int] = None,
-               holdout: int = 0):
+               holdout: int = 0, draft: bool = True):
   """One split as host arrays: (images uint8 [N, H, W, ch], labels int32 [N]).
 
-  source: auto | tfds | tfds:<builder> | idx | cifar | svhn | imagefolder | npz | digits.
-  classes: load only these class indices (per-host loading); labels stay global.
-  cache: keep decoded ImageFolder / TFDS arrays in `$JAXCOND_CACHE` (default ~/.cache/jaxcond).
+  source: auto | tfds | tfds:<builder> | idx | cifar | svhn | imagefolder | imagenet | npz |
+    digits.
+  classes: load only these class indices (per-host loading); labels stay global. Only
+    those classes' images are read and decoded (folders, archives, ImageNet tars, TFDS).
+  cache: keep decoded ImageFolder / ImageNet / TFDS arrays in `$JAXCOND_CACHE` (default
+    ~/.cache/jaxcond); the key holds the resolution, channels and `draft`.
+  num_threads: decode threads, default `readers.decode_threads()` (the CPUs this process
+    may use, or `$JAXCOND_DECODE_THREADS`).
+  draft: JPEG draft decoding (`readers.decode_image`): scale down in the DCT domain before
+    the resize; False decodes at full size (the pixels differ slightly, docs/data.md).
   split: train | test (val/validation are aliases of test) | extra (SVHN) | all (digits).
   holdout: > 0 carves a validation set out of the training split, the last `holdout`
     images of every class (`holdout_mask`): `train` returns the rest and `test` returns
@@ -350,7 +414,7 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
   if holdout:
     x, y = load_split(name, "train", source=source, path=path, resolution=resolution,
                       classes=classes, cache=cache, class_list=class_list,
-                      num_threads=num_threads)
+                      num_threads=num_threads, draft=draft)
     return _apply_holdout(info, x, y, int(holdout), split, classes,
                           f"{info.name} train split")
   kind, p, builder = resolve_source(info, source, path)
@@ -381,9 +445,15 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
   elif kind == "imagefolder":
     p = pathlib.Path(p)
     if p.is_file():
-      x, y, where = _imagefolder_from_archive(info, split, p, cache, num_threads)
+      x, y, where = _imagefolder_from_archive(info, split, p, classes, cache, num_threads,
+                                              draft)
     else:
-      x, y, where = _imagefolder_from_dir(info, split, p, classes, cache, num_threads)
+      x, y, where = _imagefolder_from_dir(info, split, p, classes, cache, num_threads, draft)
+  elif kind == "imagenet":
+    if info.imagenet_ids is None:
+      raise ConfigError(f"dataset.source: ImageNet files found at {p}, but dataset is "
+                        f"{info.name}")
+    x, y, where = _imagenet(info, split, pathlib.Path(p), classes, cache, num_threads, draft)
   elif kind == "tfds":
     from jaxcond.data import tfds_source
     last = None

@@ -13,7 +13,10 @@ Formats:
 - ImageFolder trees `<split>/<class>/**/*.jpg` (TinyImageNet's `val/images` +
   `val_annotations.txt` too), as a folder or straight from a `.tar(.gz)` / `.zip` archive.
   Images are resized (shorter side, bilinear) and center-cropped like torchvision's
-  `Resize(r)` + `CenterCrop(r)` (the IDC / M3D ImageNet preprocessing).
+  `Resize(r)` + `CenterCrop(r)` (the IDC / M3D ImageNet preprocessing); JPEGs are first
+  scaled down in the DCT domain (`Image.draft`) unless `draft=False`.
+- Uncompressed tars indexed in place (`index_tar` -> `FileSlice`s), the way ImageNet's own
+  tars are read (`jaxcond.data.imagenet`).
 - scikit-learn `digits` (always offline; see registry for the uint8 rescaling and split).
 """
 from __future__ import annotations
@@ -27,19 +30,19 @@ import pickle
 import tarfile
 import warnings
 import zipfile
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from jaxcond import progress
-from jaxcond.errors import DataError
+from jaxcond.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
 TEST_SPLIT_DIRS = ("test", "val", "validation")
 
 
-def _is_image(name: str) -> bool:
+def is_image(name: str) -> bool:
   return name.lower().endswith(IMAGE_SUFFIXES)
 
 
@@ -303,29 +306,92 @@ def read_digits(split: str):
 
 
 # ---------------------------------------------------------------------------- image decoding
-def resize_center_crop(img, size: int):
-  """torchvision Resize(size) (shorter side, bilinear) then CenterCrop(size), on a PIL image."""
+THREADS_ENV = "JAXCOND_DECODE_THREADS"
+
+
+def decode_threads() -> int:
+  """Decode threads: `$JAXCOND_DECODE_THREADS`, else the CPUs this process may run on.
+
+  `os.sched_getaffinity` counts the CPUs of the process's affinity mask (a container's or a
+  `taskset`'s share), which `os.cpu_count` would overstate; no fixed cap, since a TPU VM host
+  has 96-240 vCPUs."""
+  env = os.environ.get(THREADS_ENV, "").strip()
+  if env:
+    if not env.isdigit() or int(env) < 1:
+      raise ConfigError(f"{THREADS_ENV}: expected a positive integer, got {env!r}")
+    return int(env)
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except (AttributeError, OSError):   # not Linux
+    return max(1, os.cpu_count() or 1)
+
+
+class FileSlice(NamedTuple):
+  """`size` bytes at `offset` of the file `path`: a member of an uncompressed tar, read in place
+  (no extraction) by whichever decode thread needs it."""
+  path: str
+  offset: int
+  size: int
+
+  def read(self) -> bytes:
+    with open(self.path, "rb", buffering=0) as f:
+      f.seek(self.offset)
+      data = f.read(self.size)
+    if len(data) != self.size:
+      raise DataError(f"{self.path}: truncated ({len(data)} of {self.size} bytes at offset "
+                      f"{self.offset})")
+    return data
+
+
+def resize_target(w: int, h: int, size: int) -> tuple:
+  """torchvision Resize(size): the shorter side becomes `size`, the longer one
+  `int(size * long / short)`."""
+  if w <= h:
+    return size, int(size * h / w)
+  return int(size * w / h), size
+
+
+def resize_center_crop(img, size: int, *, source_size=None, box=None):
+  """torchvision Resize(size) (shorter side, bilinear) then CenterCrop(size), on a PIL image.
+
+  source_size / box: after `Image.draft` the image is a DCT-scaled copy of a `source_size`
+  original and `box` is that original's extent in its pixels; the output size and crop come
+  from `source_size`, so a draft decode is cut exactly like the full one.
+  """
   from PIL import Image
-  w, h = img.size
-  if (w, h) != (size, size):
-    if w <= h:
-      nw, nh = size, int(size * h / w)
-    else:
-      nw, nh = int(size * w / h), size
-    if (nw, nh) != (w, h):
-      img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+  w, h = source_size or img.size
+  if (w, h) == (size, size) and img.size == (w, h):
+    return img
+  nw, nh = resize_target(w, h, size)
+  if img.size != (nw, nh):
+    img = img.resize((nw, nh), Image.BILINEAR, box=box)
+  left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+  if (nw, nh) != (size, size):
     img = img.crop((left, top, left + size, top + size))
   return img
 
 
-def decode_image(src, size: int, channels: int, where: Optional[str] = None) -> np.ndarray:
-  """Encoded bytes or a file path -> uint8 [size, size, channels] (resize + center crop)."""
-  from PIL import Image, UnidentifiedImageError
+def decode_image(src, size: int, channels: int, where: Optional[str] = None,
+                 draft: bool = True) -> np.ndarray:
+  """Encoded bytes, a file path or a `FileSlice` -> uint8 [size, size, channels].
+
+  draft: let the JPEG decoder scale down by 1/2, 1/4 or 1/8 in the DCT domain (`Image.draft`)
+  to the smallest size that still covers the Resize target, then resize + centre crop as
+  usual. A 500x375 ImageNet JPEG decoded for 64 px is 125x94 instead of 500x375, about
+  half the time; the pixels move a little (docs/data.md, "Draft decoding"). Non-JPEGs and
+  images smaller than twice the target decode as before.
+  """
+  from PIL import Image, UnidentifiedImageError  # optional, heavy
   try:
+    if isinstance(src, FileSlice):
+      src = src.read()
     with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as img:
+      full, box = img.size, None
+      if draft:
+        got = img.draft(img.mode, resize_target(full[0], full[1], size))
+        box = got[1] if got else None
       img = img.convert("L" if channels == 1 else "RGB")
-      img = resize_center_crop(img, size)
+      img = resize_center_crop(img, size, source_size=full, box=box)
       arr = np.asarray(img, dtype=np.uint8)
   except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
     raise DataError(f"{where or src}: cannot decode image ({e})") from None
@@ -333,19 +399,21 @@ def decode_image(src, size: int, channels: int, where: Optional[str] = None) -> 
 
 
 def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
-                num_threads: Optional[int] = None, what: Optional[str] = None) -> np.ndarray:
+                num_threads: Optional[int] = None, what: Optional[str] = None,
+                draft: bool = True) -> np.ndarray:
   """Decode in a thread pool (Pillow releases the GIL while decoding) into one array.
 
-  `what` names the work in `jaxcond.progress` lines (counts, rate, ETA; decoding CIFAR-10's
-  60k JPEGs takes 10-15 s on two cores, ImageNet hours); None prints nothing."""
+  num_threads: default `decode_threads()` (the CPUs this process may use). `what` names the
+  work in `jaxcond.progress` lines (counts, rate, ETA; decoding CIFAR-10's 60k JPEGs takes
+  10-15 s on two cores, ImageNet hours); None prints nothing. draft: `decode_image`."""
   out = np.empty((len(srcs), size, size, channels), np.uint8)
   if not srcs:
     return out
-  threads = num_threads or min(16, (os.cpu_count() or 1) * 2)
+  threads = num_threads or decode_threads()
   bar = progress.Progress(what or "decoding", len(srcs), unit="images", enabled=bool(what))
 
   def work(i):
-    out[i] = decode_image(srcs[i], size, channels, wheres[i])
+    out[i] = decode_image(srcs[i], size, channels, wheres[i], draft)
 
   with bar:
     if threads <= 1 or len(srcs) < 64:
@@ -353,7 +421,8 @@ def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
         work(i)
         bar.update(1)
     else:
-      chunk = 256
+      # chunks small enough that every thread gets work, large enough to amortise the pool
+      chunk = int(min(256, max(16, len(srcs) // (4 * threads))))
 
       def work_chunk(start):
         stop = min(start + chunk, len(srcs))
@@ -363,6 +432,95 @@ def decode_many(srcs: Sequence, wheres: Sequence[str], size: int, channels: int,
 
       with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(work_chunk, range(0, len(srcs), chunk)))
+  return out
+
+
+# -------------------------------------------------------------------- uncompressed tar index
+_ZERO_BLOCK = bytes(512)
+_FILE_TYPES = (b"0", b"\0", b"7")                 # regular file, old-style regular, contiguous
+_SKIP_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, directories, FIFOs
+
+
+class _UnusualHeader(Exception):
+  """A pax / GNU long-name / sparse header: leave the archive to `tarfile`."""
+
+
+def _octal(field: bytes) -> int:
+  if field[:1] and field[0] & 0x80:                 # GNU base-256 (sizes >= 8 GiB)
+    return int.from_bytes(field[1:], "big")
+  digits = field.split(b"\0", 1)[0].strip()
+  return int(digits, 8) if digits else 0
+
+
+def _scan_ustar(f, start: int, end: Optional[int]) -> list:
+  """Plain ustar / GNU headers -> [(name, data offset, size)]; 512-byte reads only. (The magic
+  is checked, not the checksum: summing 512 bytes in Python would double the cost.)"""
+  out, pos = [], start
+  while end is None or pos + 512 <= end:
+    f.seek(pos)
+    h = f.read(512)
+    if 0 < len(h) < 512:
+      if pos == start:
+        raise _UnusualHeader                       # not a tar at all: tarfile says so
+      raise DataError(f"truncated archive (a header cut at byte {pos + len(h)})")
+    if not h or h == _ZERO_BLOCK:
+      break
+    if h[257:262] != b"ustar":                     # v7 or not a header: tarfile decides
+      raise _UnusualHeader
+    try:
+      size = _octal(h[124:136])
+    except ValueError:
+      raise _UnusualHeader from None
+    kind = h[156:157]
+    if kind not in _FILE_TYPES + _SKIP_TYPES:
+      raise _UnusualHeader
+    if kind in _FILE_TYPES:
+      name = h[:100].split(b"\0", 1)[0]
+      if h[257:263] == b"ustar\x00" and h[345]:     # POSIX ustar: prefix/name
+        name = h[345:500].split(b"\0", 1)[0] + b"/" + name
+      out.append((name.decode("utf-8", "surrogateescape"), pos + 512, size))
+    pos += 512 + -(-size // 512) * 512
+  return out
+
+
+def index_tar(path, start: int = 0, end: Optional[int] = None, where=None) -> list:
+  """Regular files of an uncompressed tar stored at bytes [start, end) of `path` (the whole
+  file, or a class tar inside ImageNet's train tar) -> [(member name, FileSlice)].
+
+  Reads only the 512-byte headers (seeking over the data), so indexing ImageNet's 1.28 M
+  members reads about 0.7 GB of a 147 GB file; `FileSlice`s let the decode threads read each
+  JPEG in place. Plain ustar / GNU headers are parsed here (a few microseconds each); an
+  archive with pax or long-name headers is handed to `tarfile` (about 25 us a member).
+  """
+  path = pathlib.Path(path)
+  where = where or str(path)
+  try:
+    with open(path, "rb", buffering=0) as f:
+      try:
+        rows = _scan_ustar(f, start, end)
+      except _UnusualHeader:
+        f.seek(start)
+        rows = []
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+          for m in tar:
+            if end is not None and m.offset >= end:
+              break
+            if m.isfile():
+              rows.append((m.name, m.offset_data, m.size))
+  except DataError as e:
+    raise DataError(f"{where}: {e}") from None
+  except tarfile.ReadError as e:
+    raise DataError(f"{where}: not an uncompressed tar archive ({e}); ImageNet's tars are read "
+                    "in place, so they must not be re-compressed") from None
+  except (tarfile.TarError, EOFError, OSError) as e:
+    raise DataError(f"{where}: unreadable tar archive ({e})") from None
+  limit = end if end is not None else path.stat().st_size
+  out = []
+  for name, off, size in rows:
+    if off + size > limit:
+      raise DataError(f"{where}: truncated archive (member {name} ends at byte {off + size}, "
+                      f"the archive at {limit})")
+    out.append((name, FileSlice(str(path), off, size)))
   return out
 
 
@@ -401,23 +559,26 @@ def list_imagefolder_dir(root, split: str):
     mapping = _parse_annotations(ann.read_text())
     entries = []
     for f in sorted((d / "images").iterdir()):
-      if _is_image(f.name):
+      if is_image(f.name):
         if f.name not in mapping:
           raise DataError(f"{ann}: no annotation for {f.name}")
         entries.append((mapping[f.name], f))
     return d, sorted(entries, key=lambda e: (e[0], str(e[1])))
   entries = []
   for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
-    files = sorted(p for p in cdir.rglob("*") if p.is_file() and _is_image(p.name))
+    files = sorted(p for p in cdir.rglob("*") if p.is_file() and is_image(p.name))
     entries.extend((cdir.name, f) for f in files)
     if not files:
       entries.append((cdir.name, None))  # keep empty classes visible for the error
   return d, entries
 
 
-def scan_imagefolder_archive(path, splits: Sequence[str]):
+def scan_imagefolder_archive(path, splits: Sequence[str], keep=None):
   """One pass over a tar/zip archive -> {split_dir_name: [(class, member_name, bytes)]}.
 
+  keep: class folder names whose images are read (per-host loading); the other classes'
+  rows carry None instead of bytes, so their names are still known. (TinyImageNet-style
+  `images/` folders, whose classes come from an annotation file, are always read.)
   The tree may sit under any prefix (`cifar10/train/cat/0001.jpg`); the split folder is the
   first path component named train/test/val/validation with a class and a file below it.
   """
@@ -435,8 +596,9 @@ def scan_imagefolder_archive(path, splits: Sequence[str]):
         rest = parts[i + 1:]
         if rest == ["val_annotations.txt"]:
           anns[p] = _parse_annotations(read().decode())
-        elif len(rest) >= 2 and _is_image(rest[-1]):
-          files.setdefault(p, []).append((rest, name, read()))
+        elif len(rest) >= 2 and is_image(rest[-1]):
+          wanted = keep is None or rest[0] == "images" or rest[0] in keep
+          files.setdefault(p, []).append((rest, name, read() if wanted else None))
           bar.update(1)
         return
 
