@@ -27,6 +27,7 @@ from jaxcond.data import cache as cache_lib
 from jaxcond.data import identity
 from jaxcond.data import imagenet
 from jaxcond.data import readers
+from jaxcond.data import tfds_source
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
 
@@ -119,7 +120,6 @@ def detect(info: DatasetInfo, p: pathlib.Path):
   if any(p.glob("*.npz")):
     return "npz", p
   if info.tfds_name:
-    from jaxcond.data import tfds_source
     if tfds_source.find_prepared(info.tfds_name, p) is not None:
       return "tfds", p                                  # p is a TFDS data dir
     if p.name == info.tfds_name.split("/")[0] and \
@@ -145,7 +145,6 @@ def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
   if kind == "digits" or (kind == "auto" and info.name == "digits" and path is None):
     return "digits", None, None
   if kind == "tfds":
-    from jaxcond.data import tfds_source
     builder = builder or info.tfds_name
     if builder is None:
       raise ConfigError(f"dataset.source: {info.name} has no TFDS builder; pass tfds:<name>")
@@ -169,7 +168,6 @@ def resolve_source(info: DatasetInfo, source: str = "auto", path=None):
     if found and (kind == "auto" or found[0] == kind):
       return found[0], found[1], info.tfds_name
   if kind == "auto" and path is None and info.tfds_name:
-    from jaxcond.data import tfds_source
     root = tfds_source.default_data_dir()
     if tfds_source.find_prepared(info.tfds_name, root) is not None:
       return "tfds", root, info.tfds_name
@@ -455,7 +453,6 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
                         f"{info.name}")
     x, y, where = _imagenet(info, split, pathlib.Path(p), classes, cache, num_threads, draft)
   elif kind == "tfds":
-    from jaxcond.data import tfds_source
     last = None
     for tsplit in ((split,) if split != "test" else ("test", "validation")):
       try:

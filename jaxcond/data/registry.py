@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 from typing import Optional
 
 from jaxcond.data.imagenet_wnids import IMAGENET_WNIDS
-from jaxcond.errors import ConfigError
+from jaxcond.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -163,8 +164,6 @@ def canonical_name(name: str) -> str:
 
 def read_class_list(path) -> tuple:
   """ImageNet-1K class indices from a file: one WordNet id (n01440764) or index per line."""
-  import pathlib
-  from jaxcond.errors import DataError
   p = pathlib.Path(path)
   if not p.is_file():
     raise DataError(f"{p}: class list file not found")

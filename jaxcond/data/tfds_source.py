@@ -16,6 +16,7 @@ prepares without TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 from typing import Optional, Sequence
 
@@ -38,7 +39,6 @@ def _tfds():
 
 
 def default_data_dir() -> pathlib.Path:
-  import os
   return pathlib.Path(os.environ.get("TFDS_DATA_DIR") or
                       pathlib.Path.home() / "tensorflow_datasets").expanduser()
 
