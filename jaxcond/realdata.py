@@ -145,7 +145,7 @@ def open_source(d: DataSettings, info, s: steps.StepSettings, mesh, *,
   identity = data.dataset_identity(d.name, "train", **kw)
   if d.streaming:
     # The index only lists files; each process reads only the classes of its slots.
-    index = data.make_index(d.name, "train", **kw)
+    index = data.make_index(d.name, "train", draft=d.jpeg_draft, **kw)
     counts = np.asarray(index.counts)
     check_counts(counts)
     return StreamSource(index, counts, batch=s.batch_real, seed=s.seed, pad_to=c_pad,

@@ -286,27 +286,29 @@ def test_method_rows_are_the_method_tables():
   assert rows == owned
 
 
-# config_hash of experiment configs measured on the tree before the field rows replaced the
-# hand-written schema: a refactor must not change the identity of existing checkpoints.
+# config_hash of experiment configs: a refactor must not change the identity of existing
+# checkpoints. The field rows kept every hash of the hand-written schema; adding the
+# trajectory field `dataset.jpeg_draft` (JPEG draft decoding changes pixels) changed them
+# once, deliberately: these are the values with it.
 KNOWN_HASHES = {
-    "cifar10.py:method=dm,ipc=10": "fd380d28b1ff8ee0",
-    "cifar10.py:method=m3d,ipc=1": "748d665fd17712ec",
-    "cifar100.py:method=ddm,ipc=50": "0bf0ee22724eb817",
-    "mnist.py:method=m3d,ipc=10": "8ea168410531d3d9",
-    "quickstart.py:method=dm,ipc=10": "b361ca78c407f8ba",
-    "quickstart.py:method=m3d,ipc=10,runlocal": "1eecd253c962976e",
-    "imagenet1k.py:method=ddm,ipc=1": "23d6889fc2d732d3",
-    "imagenet_subsets.py:subset=imagewoof,method=m3d,ipc=50": "fdacddb7892f6616",
-    "imagenet100.py:method=m3d,ipc=10": "504102249498f59a",
-    "tinyimagenet.py:method=dm,ipc=50": "cf4c4ccb1b6e414c",
+    "cifar10.py:method=dm,ipc=10": "e296c111dabecaa2",
+    "cifar10.py:method=m3d,ipc=1": "b2e89ab08ed80bf8",
+    "cifar100.py:method=ddm,ipc=50": "fc472ae3cc3f4e97",
+    "mnist.py:method=m3d,ipc=10": "b6094fb83e6881bc",
+    "quickstart.py:method=dm,ipc=10": "8a11032876e6f260",
+    "quickstart.py:method=m3d,ipc=10,runlocal": "f4e642a7fbd1f915",
+    "imagenet1k.py:method=ddm,ipc=1": "ee94fceda6d20e45",
+    "imagenet_subsets.py:subset=imagewoof,method=m3d,ipc=50": "0eba16a21128a121",
+    "imagenet100.py:method=m3d,ipc=10": "102d5346b9357389",
+    "tinyimagenet.py:method=dm,ipc=50": "c8bc6f4eaf741b46",
 }
 KNOWN_PROGRAM_HASHES = {
-    "continual.py:cifar100": {"dm": "432e68b937c25d96", "m3d": "6c2572a0fd37b924",
-                              "ddm": "57db1efec7063ad2"},
-    "continual.py:runlocal": {"dm": "872bf7687a7bdcb3", "m3d": "956ba0d12192145b",
-                              "ddm": "9022daa48e37cdf9"},
-    "nas.py:cifar10": {"dm": "5169509130ee0aac"},
-    "nas.py:digits": {"dm": "cb03ff2826ceccdd"},
+    "continual.py:cifar100": {"dm": "2ce1f25dcab617fa", "m3d": "d4ceaa0be7e9c3f7",
+                              "ddm": "b69ad71b8ad1291b"},
+    "continual.py:runlocal": {"dm": "68464604a90a514c", "m3d": "8f869094b26ccef9",
+                              "ddm": "bfc917c6c2d8b273"},
+    "nas.py:cifar10": {"dm": "1c3d62f607ba54f3"},
+    "nas.py:digits": {"dm": "4179abe06632e9f9"},
 }
 
 

@@ -85,6 +85,8 @@ FIELDS = (
     Field("dataset.resolution", 0, Int(lo=0), "0 = native / registry default"),
     Field("dataset.streaming", False, Bool(), "read real batches from disk each step (grain)"),
     Field("dataset.holdout", 0, Int(lo=0), "> 0: the last n train images/class are the test set"),
+    Field("dataset.jpeg_draft", True, Bool(),
+          "JPEGs decode scaled down in the DCT domain (Pillow draft) before the resize"),
 
     Field("model.name", "convnet", _MODEL, "condensation net"),
     Field("model.depth", 0, Int(lo=0, hi=12), _OWN),

@@ -39,6 +39,7 @@ class DataSettings:
   resolution: int = _DEFAULT["dataset.resolution"]
   streaming: bool = _DEFAULT["dataset.streaming"]
   holdout: int = _DEFAULT["dataset.holdout"]
+  jpeg_draft: bool = _DEFAULT["dataset.jpeg_draft"]
 
   @classmethod
   def from_config(cls, c: ml_collections.ConfigDict) -> "DataSettings":

@@ -23,7 +23,7 @@ from jaxcond.data.stream import ArrayIndex, ClassStream, ImageFolderIndex, TFDSI
 
 def load_bank(name: str, split: str = "train", *, source: str = "auto", path=None,
               resolution=None, sharding=None, max_per_class=None, class_list=None,
-              cache: bool = True):
+              cache: bool = True, draft: bool = True):
   """Load only this host's classes and build the (sharded) bank -> (ClassBank, DatasetInfo).
 
   With `sharding` the class axis is padded to a multiple of its mesh axis size (dummy
@@ -44,7 +44,7 @@ def load_bank(name: str, split: str = "train", *, source: str = "auto", path=Non
     x, y = np.zeros((0,) + tuple(info.image_shape), np.uint8), np.zeros((0,), np.int32)
   else:
     x, y = load_split(info.name, split, source=source, path=path, resolution=resolution,
-                      classes=classes, cache=cache, class_list=class_list)
+                      classes=classes, cache=cache, class_list=class_list, draft=draft)
   bank = build_bank(x, y, info.num_classes, pad_to=slots, sharding=sharding,
                     max_per_class=max_per_class)
   return bank, info

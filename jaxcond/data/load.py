@@ -459,7 +459,7 @@ def load_split(name: str, split: str, *, source: str = "auto", path=None,
         x, y, where = tfds_source.load_tfds(
             builder, tsplit, p, size=info.resolution, channels=info.channels,
             class_names=info.class_names, num_classes=info.num_classes, classes=classes,
-            use_cache=cache)
+            use_cache=cache, draft=draft)
         break
       except DataError as e:
         last = e

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from jaxcond.data import load, readers, tfds_source
+from jaxcond.data import imagenet, load, readers, tfds_source
 from jaxcond.data.bank import _class_axis_sharding, _class_list, local_class_slots
 from jaxcond.data.registry import DatasetInfo, get_info
 from jaxcond.errors import ConfigError, DataError
@@ -53,7 +53,7 @@ class ArrayIndex:
 class ImageFolderIndex:
   """Per-class file lists of an ImageFolder tree; images are decoded only when read."""
 
-  def __init__(self, root, split: str, info: DatasetInfo):
+  def __init__(self, root, split: str, info: DatasetInfo, draft: bool = True):
     root = pathlib.Path(root)
     split_dir, entries = readers.list_imagefolder_dir(root, split)
     found = sorted({c for c, _ in entries})
@@ -66,20 +66,20 @@ class ImageFolderIndex:
       if c in label_of and f is not None:
         self.members[label_of[c]].append(f)
     self.num_classes, self.class_names, self.where = len(order), order, split_dir
-    self.size, self.channels = info.resolution, info.channels
+    self.size, self.channels, self.draft = info.resolution, info.channels, draft
     self.image_shape = tuple(info.image_shape)
     self.counts = np.asarray([len(m) for m in self.members], np.int64)
 
   def read(self, c: int, j: int) -> np.ndarray:
     f = self.members[c][j]
-    return readers.decode_image(f, self.size, self.channels, str(f))
+    return readers.decode_image(f, self.size, self.channels, str(f), draft=self.draft)
 
 
 class TFDSIndex:
   """Per-class record ids of a TFDS ArrayRecord split (labels scanned once and cached)."""
 
   def __init__(self, builder: str, split: str, data_dir, info: DatasetInfo,
-               use_cache: bool = True):
+               use_cache: bool = True, draft: bool = True):
     self.src = tfds_source.open_source(builder, split, data_dir)
     lmap = tfds_source.label_map(self.src, info.class_names, info.num_classes)
     labels = lmap[tfds_source.scan_labels(self.src, use_cache=use_cache)]
@@ -88,6 +88,7 @@ class TFDSIndex:
     self.image_shape = tuple(info.image_shape)
     self.counts = np.asarray([len(m) for m in self.members], np.int64)
     self._fit = tfds_source._fit_array
+    self.draft = draft
     self._where = f"{self.src.dataset_info.data_dir}[{split}]"
 
   def read(self, c: int, j: int) -> np.ndarray:
@@ -95,28 +96,32 @@ class TFDSIndex:
     im = self.src[rid]["image"]
     where = f"{self._where} record {rid}"
     if isinstance(im, (bytes, bytearray)):
-      return readers.decode_image(im, self.size, self.channels, where)
+      return readers.decode_image(im, self.size, self.channels, where, draft=self.draft)
     return self._fit(np.asarray(im), self.size, self.channels, where)
 
 
 def make_index(name: str, split: str = "train", *, source: str = "auto", path=None,
-               resolution: Optional[int] = None, class_list=None, cache: bool = True):
-  """Index for streaming: lazy over ImageFolder folders and TFDS, else arrays via load_split."""
+               resolution: Optional[int] = None, class_list=None, cache: bool = True,
+               draft: bool = True):
+  """Index for streaming: lazy over ImageFolder folders, ImageNet's own layouts and TFDS,
+  else arrays via load_split. draft: JPEG draft decoding (`readers.decode_image`)."""
   info = get_info(name, resolution=resolution, class_list=class_list)
   kind, p, builder = load.resolve_source(info, source, path)
   split = load._SPLITS.get(str(split).lower(), split)
   if kind == "imagefolder" and pathlib.Path(p).is_dir():
-    return ImageFolderIndex(p, split, info)
+    return ImageFolderIndex(p, split, info, draft)
+  if kind == "imagenet":
+    return imagenet.ImageNetIndex(imagenet.find_layout(pathlib.Path(p)), split, info, draft)
   if kind == "tfds":
     last = None
     for tsplit in ((split,) if split != "test" else ("test", "validation")):
       try:
-        return TFDSIndex(builder, tsplit, p, info, use_cache=cache)
+        return TFDSIndex(builder, tsplit, p, info, use_cache=cache, draft=draft)
       except DataError as e:
         last = e
     raise last
   x, y = load.load_split(name, split, source=source, path=path, resolution=resolution,
-                         class_list=class_list, cache=cache)
+                         class_list=class_list, cache=cache, draft=draft)
   return ArrayIndex(x, y, info.num_classes)
 
 

@@ -115,8 +115,9 @@ def scan_labels(src, *, use_cache: bool = True) -> np.ndarray:
 
 
 def read_images(src, indices: Sequence[int], size: int, channels: int,
-                num_threads: Optional[int] = None) -> np.ndarray:
-  """Records -> uint8 [n, size, size, ch]; encoded images decoded + resized with Pillow."""
+                num_threads: Optional[int] = None, draft: bool = True) -> np.ndarray:
+  """Records -> uint8 [n, size, size, ch]; encoded images decoded + resized with Pillow
+  (`draft`: JPEG draft decoding, `readers.decode_image`)."""
   where = f"{src.dataset_info.data_dir}[{src.split}]"
   out = np.empty((len(indices), size, size, channels), np.uint8)
   bar = progress.Progress(f"reading {where}", len(indices), unit="images")
@@ -126,7 +127,8 @@ def read_images(src, indices: Sequence[int], size: int, channels: int,
     imgs = [r["image"] for r in rows]
     if imgs and isinstance(imgs[0], (bytes, bytearray)):
       out[s:s + len(idx)] = readers.decode_many(
-          imgs, [f"{where} record {i}" for i in idx], size, channels, num_threads)
+          imgs, [f"{where} record {i}" for i in idx], size, channels, num_threads,
+          draft=draft)
     else:
       for j, (i, im) in enumerate(zip(idx, imgs)):
         out[s + j] = _fit_array(np.asarray(im), size, channels, f"{where} record {i}")
@@ -151,7 +153,8 @@ def _fit_array(a: np.ndarray, size: int, channels: int, where: str) -> np.ndarra
 
 def load_tfds(tfds_name: str, split: str, data_dir, *, size: int, channels: int,
               class_names: Optional[Sequence[str]], num_classes: int,
-              classes: Optional[Sequence[int]] = None, use_cache: bool = True):
+              classes: Optional[Sequence[int]] = None, use_cache: bool = True,
+              draft: bool = True):
   """Whole split (or only `classes`) -> (images uint8 [N, size, size, ch], labels int32 [N])."""
   src = open_source(tfds_name, split, data_dir)
   lmap = label_map(src, class_names, num_classes)
@@ -166,11 +169,12 @@ def load_tfds(tfds_name: str, split: str, data_dir, *, size: int, channels: int,
   idx = np.flatnonzero(keep)
   info_file = pathlib.Path(src.dataset_info.data_dir) / "dataset_info.json"
   ident = {"tfds": str(pathlib.Path(src.dataset_info.data_dir).resolve()), "split": split,
-           "size": size, "channels": channels, "n": len(src),
+           "size": size, "channels": channels, "n": len(src), "draft": bool(draft),
            "idx": hashlib.sha256(idx.tobytes()).hexdigest()}
   if info_file.is_file():
     ident.update(cache.file_identity(info_file))
-  out = cache.cached("tfds", ident, lambda: {"images": read_images(src, idx, size, channels)},
+  out = cache.cached("tfds", ident, lambda: {"images": read_images(src, idx, size, channels,
+                                                             draft=draft)},
                      use_cache)
   return out["images"], labels[idx].astype(np.int32), str(src.dataset_info.data_dir)
 
