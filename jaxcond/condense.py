@@ -140,6 +140,7 @@ def setup(config, workdir: str, *, log=None) -> Run:
   configs.validate(config)
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)
+  configs.validate_known_counts(config, info)   # before the plan compiles anything
   r = configs.RunSettings.from_config(config)
   mesh = parallel.make_mesh(r.num_devices)
   s = configs.step_settings(config, info)

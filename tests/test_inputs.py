@@ -1,5 +1,5 @@
-"""Inputs that cannot fool a run (issue 15 §5): workdirs, the NaN stop message, and dataset
-files checked against their known identity, each a one-line error before any long work."""
+"""Inputs that cannot fool a run: workdirs, counts, the NaN stop message, and dataset files
+checked against their known identity, each a one-line error before any long work."""
 import gzip
 import json
 import pathlib
@@ -58,6 +58,22 @@ def test_unwritable_workdir_message(tmp_path, monkeypatch):
     condense.run(tiny_config(), str(tmp_path / "ro"))
   with pytest.raises(ConfigError, match=r"cannot be created \(.* is not writable\)"):
     condense.check_workdir(str(tmp_path / "new" / "deeper"))
+
+
+def test_count_errors_stop_before_the_plan_compiles(tmp_path, monkeypatch):
+  """An ipc or batch_real larger than the dataset's smallest class (known from the
+  registry) is refused before the plan compiles anything or any data is read."""
+  _no_data(monkeypatch)
+
+  def no_plan(*args, **kwargs):
+    raise AssertionError("the plan compiled before the count check")
+
+  monkeypatch.setattr(condense.plan_lib, "make_plan", no_plan)
+  with pytest.raises(ConfigError, match=r"^ipc: 200 images per class is larger than the "
+                                        r"smallest class of the standard digits train split"):
+    condense.run(tiny_config(ipc=200), str(tmp_path / "a"))
+  with pytest.raises(ConfigError, match=r"^batch_real: 130 is larger .* which has 129 "):
+    condense.run(tiny_config(batch_real=130, **{"dataset.holdout": 10}), str(tmp_path / "b"))
 
 
 def test_check_workdir_accepts_new_and_existing_folders(tmp_path):

@@ -30,4 +30,5 @@ from jaxcond.configs.schema import (ESTIMATORS, FIELDS, INITS, KERNELS, METHOD,
 from jaxcond.configs.settings import (DataSettings, RunSettings, model_overrides,
                                       step_settings)
 from jaxcond.configs.validate import (uses_batch_norm, validate, validate_counts,
+                                      validate_known_counts,
                                       validate_shapes, validate_static)

@@ -81,12 +81,15 @@ def validate_shapes(c: ml_collections.ConfigDict, image_shape) -> None:
                       f"{f}x{f} cells would be smaller than 2 pixels)")
 
 
-def validate_counts(c: ml_collections.ConfigDict, counts, class_names=None) -> None:
-  """Checks that need the per-class training counts (after loading, before compiling)."""
+def validate_counts(c: ml_collections.ConfigDict, counts, class_names=None, *,
+                    name: str | None = None) -> None:
+  """Checks that need the per-class training counts (after loading, before compiling).
+  `name`: how the error names the smallest class (default "class i (its name)")."""
   counts = [int(n) for n in counts]
   smallest = min(counts)
   which = counts.index(smallest)
-  name = f"class {which}" + (f" ({class_names[which]})" if class_names else "")
+  if name is None:
+    name = f"class {which}" + (f" ({class_names[which]})" if class_names else "")
   if smallest == 0:
     raise ConfigError(f"dataset.name: {name} has no training images")
   if c.ipc > smallest:
@@ -99,6 +102,16 @@ def validate_counts(c: ml_collections.ConfigDict, counts, class_names=None) -> N
   if c.batch_real > smallest:
     raise ConfigError(f"batch_real: {c.batch_real} is larger than {name}, which has "
                       f"{smallest} training images")
+
+
+def validate_known_counts(c: ml_collections.ConfigDict, info) -> None:
+  """The count checks on the registry's smallest class (`DatasetInfo.min_per_class` of the
+  standard train split, less `dataset.holdout`), so that an impossible ipc or batch_real
+  stops before the plan compiles anything; the loaded counts are checked again later."""
+  if info.min_per_class:
+    smallest = max(int(info.min_per_class) - int(c.dataset.holdout), 0)
+    validate_counts(c, [smallest], name=f"the smallest class of the standard {info.name} "
+                                        f"train split")
 
 
 def uses_batch_norm(c: ml_collections.ConfigDict) -> bool:

@@ -82,7 +82,9 @@ class DatasetInfo:
   (TinyImageNet: the WordNet ids of its folders). `imagenet_ids` are ImageNet-1K class
   indices for ImageNet-derived datasets, else None. The remaining fields are extensions:
   `tfds_name` (TFDS builder, None if TFDS has none), `num_train`/`num_test` (documented split
-  sizes), `max_per_class` (largest train class: the padded bank depth M), `resizable`.
+  sizes), `max_per_class` (largest train class: the padded bank depth M), `min_per_class`
+  (smallest train class of the standard split, or a lower bound for it: config checks that
+  need counts run on it before anything compiles), `resizable`.
   """
   name: str
   num_classes: int
@@ -95,6 +97,7 @@ class DatasetInfo:
   num_train: Optional[int] = None
   num_test: Optional[int] = None
   max_per_class: Optional[int] = None
+  min_per_class: Optional[int] = None
   resizable: bool = False
 
   @property
@@ -114,26 +117,27 @@ def _imagenet_info(name, ids, resolution, *, num_test_per_class=50, tfds_name="i
       tfds_name=tfds_name,
       # ILSVRC-2012 train has 732..1300 images per class (1,281,167 in all).
       num_train=1281167 if len(ids) == 1000 else None,
-      num_test=num_test_per_class * len(ids), max_per_class=1300, resizable=True)
+      num_test=num_test_per_class * len(ids), max_per_class=1300, min_per_class=732,
+      resizable=True)
 
 
 _FIXED = {
     "mnist": DatasetInfo("mnist", 10, (28, 28, 1), (0.1307,), (0.3081,), MNIST_CLASSES, None,
-                         "mnist", 60000, 10000, 6742),
+                         "mnist", 60000, 10000, 6742, 5421),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), (0.2861,), (0.3530,),
                                  FASHION_MNIST_CLASSES, None, "fashion_mnist", 60000, 10000,
-                                 6000),
+                                 6000, 6000),
     "svhn": DatasetInfo("svhn", 10, (32, 32, 3), (0.4377, 0.4438, 0.4728),
                         (0.1980, 0.2010, 0.1970), MNIST_CLASSES, None, "svhn_cropped", 73257,
-                        26032, 13861),
+                        26032, 13861, 4659),
     "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                            (0.2023, 0.1994, 0.2010), CIFAR10_CLASSES, None, "cifar10", 50000,
-                           10000, 5000),
+                           10000, 5000, 5000),
     "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), (0.5071, 0.4866, 0.4409),
                             (0.2673, 0.2564, 0.2762), CIFAR100_CLASSES, None, "cifar100",
-                            50000, 10000, 500),
+                            50000, 10000, 500, 500),
     "digits": DatasetInfo("digits", 10, (8, 8, 1), (0.3052,), (0.3760,), MNIST_CLASSES, None,
-                          None, 1442, 355, 147),
+                          None, 1442, 355, 147, 139),
 }
 
 _DEFAULT_RESOLUTION = {"tinyimagenet": 64, "imagenet10": 224, "imagenet100": 224,
@@ -210,7 +214,7 @@ def get_info(name: str, *, resolution: Optional[int] = None,
   res = resolution or _DEFAULT_RESOLUTION[key]
   if key == "tinyimagenet":
     return DatasetInfo("tinyimagenet", 200, (res, res, 3), IMAGENET_MEAN, IMAGENET_STD, None,
-                       None, None, 100000, 10000, 500, resizable=True)
+                       None, None, 100000, 10000, 500, 500, resizable=True)
   if key in IMAGENET_SUBSETS:
     return _imagenet_info(key, IMAGENET_SUBSETS[key], res)
   if key == "imagenet1k":
