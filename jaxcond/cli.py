@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import importlib.util
 import os
 import sys
@@ -70,6 +71,13 @@ class Program:
   config: str = "required"            # "required" | "optional" | "none"
   workdir: str = "required"           # "required" | "optional" | "none" | "positional"
   load: bool = True                   # build the ConfigDict here (False: the program does)
+  workdir_help: str = "output folder"  # what --workdir (or WORKDIR) is
+  workdir_unless: tuple = ()          # flags that make a required --workdir unnecessary
+
+  def workdir_rule(self) -> str:
+    """How `--help` describes --workdir: what the parser enforces, in words."""
+    unless = ", ".join(f"--{f}" for f in self.workdir_unless)
+    return f"{self.workdir_help} ({self.workdir}{f', except with {unless}' if unless else ''})"
 
 
 @dataclasses.dataclass
@@ -85,6 +93,13 @@ class Args:
   command: str
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+  """A fixed width, so `--help` and docs/cli.md read the same on any terminal."""
+
+  def __init__(self, prog):
+    super().__init__(prog, width=92, max_help_position=30)
+
+
 class _Parser(argparse.ArgumentParser):
   def error(self, message):
     raise ConfigError(f"command line: {message}")
@@ -95,16 +110,15 @@ def _parser(program: Program) -> argparse.ArgumentParser:
   p = _Parser(prog=f"python -m jaxcond.{program.name}", description=program.summary,
               epilog=rules + ("\n\nexamples:\n" + "\n".join(f"  {e}" for e in program.examples)
                               if program.examples else ""),
-              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
-              add_help=False)
+              formatter_class=_Formatter, allow_abbrev=False, add_help=False)
   p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
   if program.config != "none":
     p.add_argument("--config", metavar="FILE.py[:ARG]",
                    help=f"experiment config ({program.config})")
   if program.workdir == "positional":
-    p.add_argument("workdir", metavar="WORKDIR", help="a jaxcond run's --workdir")
+    p.add_argument("workdir", metavar="WORKDIR", help=program.workdir_help)
   elif program.workdir != "none":
-    p.add_argument("--workdir", metavar="DIR", help=f"output folder ({program.workdir})")
+    p.add_argument("--workdir", metavar="DIR", help=program.workdir_rule())
   for f in program.flags:
     names = [f"--{f.name}"]
     alt = f.name.replace("_", "-") if "_" in f.name else f.name.replace("-", "_")
@@ -157,8 +171,10 @@ def parse(program: Program, argv: Sequence[str]) -> Args | None:
   config = None
   if ns.config and program.load:
     config = load_config(ns.config, overrides)
-  if program.workdir == "required" and not workdir:
-    raise ConfigError("--workdir: required (the output folder)")
+  if program.workdir == "required" and not workdir and \
+      not any(getattr(ns, f.replace("-", "_"), None) for f in program.workdir_unless):
+    unless = "".join(f"; only --{f} runs without" for f in program.workdir_unless)
+    raise ConfigError(f"--workdir: required (the {program.workdir_help}{unless})")
   own = argparse.Namespace(**{k: v for k, v in vars(ns).items()
                               if k not in ("help", "config", "workdir")})
   command = " ".join([f"python -m jaxcond.{program.name}", *argv])
@@ -312,3 +328,26 @@ def main(program: Program, run: Callable[[Args], Any],
     print(error_line(err), file=sys.stderr, flush=True)
     return exit_code(err)
   return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- docs
+
+PROGRAM_MODULES = ("condense", "evaluate", "bench", "continual", "nas", "report", "export")
+
+
+def reference(programs) -> str:
+  """docs/cli.md: every program's `--help`, generated from the same `Program` definitions the
+  parsers are built from (tests/test_cli.py keeps the file in step with them)."""
+  parts = ["# Command-line reference", "",
+           "Generated from the programs' own definitions (`jaxcond.cli.reference`); every "
+           "program prints the same text with `--help`. Regenerate with "
+           "`python -m jaxcond.cli > docs/cli.md`.", ""]
+  for program in programs:
+    parts += [f"## `python -m jaxcond.{program.name}`", "", "```", help_text(program).rstrip(),
+              "```", ""]
+  return "\n".join(parts)
+
+
+if __name__ == "__main__":   # the programs import cli, so they are looked up by name here
+  print(reference([importlib.import_module(f"jaxcond.{m}").PROGRAM for m in PROGRAM_MODULES]),
+        end="")

@@ -597,7 +597,7 @@ PROGRAM = cli.Program(
         cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices "
                  "here; 0 = the devices present)", type=int, default=0),
     ),
-    workdir="optional")
+    workdir_unless=("plan",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -607,8 +607,6 @@ def main(argv: Sequence[str] | None = None) -> int:
       plan_lib.setup_fake_devices(a.flags.devices)
       print(json.dumps(plan_lib.run_plan(a.config, a.flags.devices or 0)), flush=True)
       return
-    if not a.workdir:
-      raise ConfigError("--workdir: required (the output folder; only --plan runs without)")
     f = a.flags
     ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
     parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)

@@ -354,13 +354,15 @@ PROGRAM_SUMMARY = ("Class-incremental learning with a condensed memory (DM paper
                    "memory (GDumb), test on every class seen.")
 
 
+PROGRAM = cli.Program(
+    "continual", PROGRAM_SUMMARY,
+    examples=("python -m jaxcond.continual --config experiments/continual.py:runlocal "
+              "--workdir runs/cl_local",))
+
+
 def main(argv=None) -> int:
   """`python -m jaxcond.continual --config experiments/continual.py:ARG --workdir DIR`."""
-  program = cli.Program(
-      "continual", PROGRAM_SUMMARY,
-      examples=("python -m jaxcond.continual --config experiments/continual.py:runlocal "
-                "--workdir runs/cl_local",))
-  return cli.main(program, lambda a: run(a.config, a.workdir), argv)
+  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir), argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m jaxcond.export WORKDIR --format imagefolder|dcbench --out DIR`: a condensed set
+"""`python -m jaxcond.export WORKDIR --format imagefolder --out DIR` (or dcbench): a condensed set
 in the formats other evaluation tools read.
 
 imagefolder  `DIR/<NNN>_<class name>/<k>.png`, uint8 PNGs (de-normalised; multi-formation
@@ -108,23 +108,27 @@ def export(src, fmt: str, out, *, unit: bool = False) -> str:
   return to_dcbench(sset, out, unit=unit)
 
 
+PROGRAM = cli.Program(
+    "export", "Export a condensed set for other tools (README.md, 'Exports').",
+    examples=("python -m jaxcond.export runs/c10 --format imagefolder --out exports/c10",
+              "python -m jaxcond.export runs/c10/synthetic.npz --format dcbench --out "
+              "exports/dcbench"),
+    flags=(cli.flag("format", "imagefolder (PNG tree) or dcbench (KIP-style .npz)",
+                    required=True, choices=FORMATS),
+           cli.flag("out", "new or empty output folder", required=True, metavar="DIR"),
+           cli.flag("unit", "dcbench: images in [0, 1] instead of mean/std-normalised",
+                    action="store_true")),
+    config="none", workdir="positional",
+    workdir_help="a jaxcond run's --workdir, or a synthetic.npz")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.export WORKDIR --format F --out DIR` (argv sys.argv-style); exit
   status as `jaxcond.cli`."""
-  program = cli.Program(
-      "export", "Export a condensed set for other tools (README.md, 'Exports').",
-      examples=("python -m jaxcond.export runs/c10 --format imagefolder --out exports/c10",),
-      flags=(cli.flag("format", "imagefolder (PNG tree) or dcbench (KIP-style .npz)",
-                      required=True, choices=FORMATS),
-             cli.flag("out", "new or empty output folder", required=True, metavar="DIR"),
-             cli.flag("unit", "dcbench: images in [0, 1] instead of mean/std-normalised",
-                      action="store_true")),
-      config="none", workdir="positional")
-
   def go(a):
     f = a.flags
     print(f"export ({f.format}): {export(a.workdir, f.format, f.out, unit=f.unit)}")
-  return cli.main(program, go, argv)
+  return cli.main(PROGRAM, go, argv)
 
 
 if __name__ == "__main__":

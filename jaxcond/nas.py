@@ -388,15 +388,17 @@ def results_table(r: dict) -> str:
       f"it.\n")
 
 
+PROGRAM = cli.Program(
+    "nas", "Architecture search on a proxy (DC/DM papers, arXiv 2006.05929, 2110.04181): "
+    "rank ConvNet variants trained on a condensed set, a random subset and a short run "
+    "against whole-set training.",
+    examples=("python -m jaxcond.nas --config experiments/nas.py:runlocal "
+              "--workdir runs/nas_local",))
+
+
 def main(argv=None) -> int:
   """`python -m jaxcond.nas --config experiments/nas.py:ARG --workdir DIR`."""
-  program = cli.Program(
-      "nas", "Architecture search on a proxy (DC/DM papers, arXiv 2006.05929, 2110.04181): "
-      "rank ConvNet variants trained on a condensed set, a random subset and a short run "
-      "against whole-set training.",
-      examples=("python -m jaxcond.nas --config experiments/nas.py:runlocal "
-                "--workdir runs/nas_local",))
-  return cli.main(program, lambda a: run(a.config, a.workdir), argv)
+  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir), argv)
 
 
 if __name__ == "__main__":

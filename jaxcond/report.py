@@ -411,12 +411,11 @@ def referenced_files(html_text: str) -> list[str]:
   return re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", html_text)
 
 
-def _program():
-  return cli.Program(
-      "report", "Write WORKDIR/report.html: config, loss/accuracy curves, grids, results.",
-      examples=("python -m jaxcond.report runs/quickstart",),
-      flags=(cli.flag("no_plots", "skip the matplotlib plots", action="store_true"),),
-      config="none", workdir="positional")
+PROGRAM = cli.Program(
+    "report", "Write WORKDIR/report.html: config, loss/accuracy curves, grids, results.",
+    examples=("python -m jaxcond.report runs/quickstart",),
+    flags=(cli.flag("no_plots", "skip the matplotlib plots", action="store_true"),),
+    config="none", workdir="positional", workdir_help="a jaxcond run's --workdir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -424,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   def go(a):
     print(f"report: {write(a.workdir, plots=not a.flags.no_plots)}")
-  return cli.main(_program(), go, argv)
+  return cli.main(PROGRAM, go, argv)
 
 
 if __name__ == "__main__":

@@ -120,3 +120,109 @@ def test_positional_workdir_programs_share_the_cli(capsys):
     assert mod.main([name, "w", "--config.ipc=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- the docs
+
+import importlib  # noqa: E402  (the docs checks below; kept apart from the smoke tests)
+import pathlib  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+
+from jaxcond import configs, continual, nas  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Placeholders the docs write for "a value of yours", replaced by one real value each.
+PLACEHOLDERS = {"<m>": "dm", "<k>": "10", "<N>": "8", "<B>": "16", "<file>": "experiments/cifar10.py",
+                "experiments/DS.py": "experiments/mnist.py", "CFG": "experiments/cifar10.py",
+                "=LR": "=1", "$o": "0", "$i/3": "0/3", "<random run>": "rand", "[--ipc 10]": ""}
+
+
+def _doc_sources():
+  """(where, text) of every place a user reads a command: README, docs/, the experiment
+  files, every program's module docstring and its --help examples."""
+  for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    if p.name != "cli.md":   # generated from the programs' help (checked below)
+      parts = p.read_text().split("```")
+      # Outside fenced blocks, an inline `code span` may wrap onto the next line.
+      parts[::2] = [re.sub(r"`[^`]+`", lambda m: m.group(0).replace("\n", " "), s)
+                    for s in parts[::2]]
+      yield p.name, "```".join(parts)
+  for p in sorted((ROOT / "experiments").glob("*.py")):
+    yield p.name, p.read_text()
+  for m in cli.PROGRAM_MODULES:
+    module = importlib.import_module(f"jaxcond.{m}")
+    yield f"jaxcond.{m}", (module.__doc__ or "") + "\n" + "\n".join(module.PROGRAM.examples)
+
+
+def _commands():
+  """Every `python -m jaxcond.<program> ARGS` with arguments, continuation lines joined."""
+  out = []
+  for where, text in _doc_sources():
+    text = re.sub(r"\\\n\s*", " ", text)
+    for m in re.finditer(r"python -m jaxcond\.([a-z_.]+)((?: +[^\s`|;&#]+)+)", text):
+      prog, args = m.group(1), m.group(2).strip()
+      for k, v in PLACEHOLDERS.items():
+        args = args.replace(k, v)
+      if args.startswith("--") or prog in ("report", "export"):
+        out.append((where, prog, args))
+  return out
+
+
+COMMANDS = _commands()
+
+
+def _check(prog: str, argv: list[str]) -> None:
+  """Parses `argv` as `prog` would and validates the config it names, without running."""
+  if prog == "bench":
+    bench._case_configs(bench.parse_args(argv))      # builds and validates every case
+    return
+  if prog == "evaluate.memory":
+    return   # not on the shared command line (its own argparse; covered in test_evaluate)
+  module = importlib.import_module(f"jaxcond.{prog}")
+  a = cli.parse(module.PROGRAM, argv)
+  if a is None or a.config is None:
+    return
+  if prog == "continual":
+    continual.settings_from_config(a.config, 10)
+    for m in a.config.methods:
+      configs.validate(a.config.methods[m])
+  elif prog == "nas":
+    nas.settings_from_config(a.config)
+  else:
+    configs.validate(a.config)
+
+
+def test_the_docs_hold_commands_to_check():
+  """The extraction is only as good as its pattern: it finds the README's quickstart."""
+  assert ("README.md", "condense", "--config experiments/quickstart.py --workdir "
+          "runs/quickstart") in COMMANDS
+  assert len({w for w, _, _ in COMMANDS}) >= 15 and len(COMMANDS) >= 80
+
+
+@pytest.mark.parametrize("where,prog,args", COMMANDS, ids=[f"{w}:{p}:{i}" for i, (w, p, _)
+                                                          in enumerate(COMMANDS)])
+def test_every_documented_command_parses_and_validates(where, prog, args):
+  argv = [a for a in shlex.split(args) if a != "..."]
+  if "..." in args:   # an elided command: only its flags are checked
+    argv = [a for a in argv if a.startswith("--") and ("=" in a or a in ("--plan",))]
+    argv = ["--config", "experiments/quickstart.py", *argv, "--workdir", "w"] \
+        if prog not in ("report", "export") else ["w", *argv]
+  _check(prog, argv)
+
+
+def test_docs_cli_md_is_the_programs_own_help():
+  """docs/cli.md is generated from the Program definitions (`python -m jaxcond.cli`):
+  every flag of every program is documented, in the words `--help` uses."""
+  programs = [importlib.import_module(f"jaxcond.{m}").PROGRAM for m in cli.PROGRAM_MODULES]
+  assert (ROOT / "docs" / "cli.md").read_text() == cli.reference(programs), \
+      "regenerate: python -m jaxcond.cli > docs/cli.md"
+
+
+def test_workdir_rule_is_what_the_parser_enforces(capsys):
+  """condense: --workdir is required except with --plan, in the help text and the parser."""
+  assert "required, except with --plan" in cli.help_text(condense.PROGRAM)
+  with pytest.raises(ConfigError, match="^--workdir: required .*only --plan runs without"):
+    cli.parse(condense.PROGRAM, ["--config", QUICK])
+  assert cli.parse(condense.PROGRAM, ["--config", QUICK, "--plan"]).workdir is None
+  assert "or a synthetic.npz" in cli.help_text(importlib.import_module("jaxcond.export").PROGRAM)
