@@ -1,4 +1,4 @@
-"""Tests for jaxcond.augment (DSA, methods.md §1.4): exact ops, siamese sharing, policies."""
+"""Tests for jaxcond.augment (DSA, Zhao & Bilen, ICML 2021, arXiv 2102.08259): exact ops, siamese sharing, policies."""
 import functools
 
 import jax

@@ -1,4 +1,4 @@
-"""Registry constants (methods.md §1.1), aliases, resolutions, class lists, memory estimates."""
+"""Registry constants (the DM authors' code), aliases, resolutions, class lists, memory estimates."""
 import numpy as np
 import pytest
 

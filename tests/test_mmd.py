@@ -1,4 +1,4 @@
-"""jaxcond.mmd against an independent float64 NumPy reference (methods.md §3.1, §9.6)."""
+"""jaxcond.mmd against an independent float64 NumPy reference (M3D, arXiv 2312.15927)."""
 import functools
 
 import jax

@@ -1,4 +1,5 @@
-"""jaxcond.objectives on crafted inputs and float64 references (methods.md §2.1, §3.1, §4)."""
+"""jaxcond.objectives on crafted inputs and float64 references (DM arXiv 2110.04181, M3D
+arXiv 2312.15927, DDM arXiv 2412.04748)."""
 import functools
 
 import jax

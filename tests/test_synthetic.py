@@ -1,4 +1,4 @@
-"""Tests for jaxcond.synthetic: init, multi-formation decode (§3.2), pixel spaces (§9.7)."""
+"""Tests for jaxcond.synthetic: init, multi-formation decode (IDC, arXiv 2205.14959), pixel spaces."""
 import jax
 import jax.numpy as jnp
 import numpy as np
