@@ -27,7 +27,7 @@ Choices where the sources are silent (not stated in the papers or code):
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import numpy as np
@@ -189,10 +189,6 @@ def random_net_features(model_name: str, key, images, *, num_classes: int,
   return embed_images(lambda x: nets.embed(model, variables, x, train=False), images,
                       batch_size=batch_size,
                       what=f"embedding {len(images):,} images with a random {model_name}")
-
-
-def gather(images, indices: Sequence[int]) -> np.ndarray:
-  return np.asarray(images)[np.asarray(indices)]
 
 
 # Key purposes folded into the evaluation key for baselines (fixed, never reordered).
