@@ -92,6 +92,36 @@ def normalize_uint8(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) 
   return (np.asarray(x, np.float32) / 255.0 - mean) / std
 
 
+RAW_PIXEL_LIMIT = 10.0   # normalised images stay within a few units of 0
+
+
+def check_normalized(x, what: str = "images") -> None:
+  """One-line DataError unless `x` holds normalised images, `(pixels/255 − mean)/std`: a
+  float dtype, finite, and neither raw [0, 255] pixels nor [0, 1] pixels.
+
+  Library entry points that train or test networks on images call it (`jaxcond.evaluate`):
+  raw pixels train without any error but score far lower (on digits, uint8 images gave
+  62–79 % where the normalised ones give 83–86 %). Normalise with `normalize_uint8`.
+  """
+  a = np.asarray(x)
+  fix = "normalise them with jaxcond.synthetic_io.normalize_uint8(x, mean, std)"
+  if not np.issubdtype(a.dtype, np.floating):
+    raise DataError(f"{what}: {a.dtype} images; expected normalised float images "
+                    f"((pixels/255 - mean)/std): {fix}")
+  if a.size == 0:
+    return
+  lo, hi = float(np.min(a)), float(np.max(a))
+  if not (np.isfinite(lo) and np.isfinite(hi)):
+    raise DataError(f"{what}: non-finite values (NaN or Inf) in the images")
+  if hi > RAW_PIXEL_LIMIT:
+    raise DataError(f"{what}: values up to {hi:.4g}, which look like raw [0, 255] pixels, "
+                    f"not normalised images: {fix}")
+  if lo >= 0.0 and hi <= 1.0:
+    raise DataError(f"{what}: every value is in [0, 1], which looks like unnormalised "
+                    f"pixels (normalised images have negative values): {fix} (or "
+                    f"(x - mean)/std for [0, 1] pixels)")
+
+
 def make(stored: np.ndarray, decoded: np.ndarray | None = None, *, mean, std,
          dataset: str = "", method: str = "", space: str = "normalized", factor: int = 1,
          steps: int = 0, seed: int = 0, class_names: Sequence[str] = ()) -> SyntheticSet:

@@ -88,3 +88,17 @@ def test_old_files_without_class_names(tmp_path):
            mean=np.float32([0.5]), std=np.float32([0.25]), dataset=np.str_("digits"))
   s = synthetic_io.load(p)
   assert s.class_names == ("0", "1") and s.ipc == 2 and not s.decoded
+
+
+def test_check_normalized_refuses_raw_pixels_in_one_line():
+  rs = np.random.default_rng(0)
+  u8 = rs.integers(0, 256, (4, 8, 8, 1), np.uint8)
+  synthetic_io.check_normalized(synthetic_io.normalize_uint8(u8, (0.3,), (0.4,)))
+  cases = {"uint8": (u8, "uint8 images"),
+           "float 0..255": (u8.astype(np.float32), "raw \\[0, 255\\] pixels"),
+           "float 0..1": (u8.astype(np.float32) / 255, "in \\[0, 1\\]"),
+           "nan": (np.full((2, 2), np.nan, np.float32), "non-finite")}
+  for name, (x, msg) in cases.items():
+    with pytest.raises(DataError, match=f"^x_train: .*{msg}") as err:
+      synthetic_io.check_normalized(x, "x_train")
+    assert len(str(err.value).splitlines()) == 1, name
