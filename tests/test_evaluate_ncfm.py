@@ -3,7 +3,6 @@ code): AdamW, the ×0.5 schedule, 2000 epochs, best of the test checkpoints, lab
 import json
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -2,6 +2,7 @@
 mesh's data axis is the one-device maths; BatchNorm statistics are global; rematerialised
 blocks give the same result; the default layout; several processes equal one."""
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -231,7 +232,6 @@ def _free_port():
 
 
 def _env(num_devices):
-  import os  # pylint: disable=g-import-not-at-top
   env = dict(os.environ)
   env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
   env["JAX_NUM_CPU_DEVICES"] = str(num_devices)

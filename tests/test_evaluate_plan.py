@@ -14,13 +14,13 @@ from jaxcond import backend, configs
 from jaxcond import evaluate as ev
 from jaxcond import plan as cplan
 from jaxcond.evaluate import plan
+from jaxcond.errors import ConfigError
 from jaxcond.evaluate.execution import Layout
 from jaxcond.nets.resnet import ResNet
 
 from conftest import load_experiment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MIB = 2 ** 20
 
 
 class MLP(nn.Module):
@@ -68,15 +68,10 @@ def test_candidates_in_the_planners_order():
   # a data axis of 2 leaves 4 devices for 5 nets: 2 per device on 3 of them
   assert plan.candidates(5, 256, 8, data_axis=2, remat="off") == [(Layout(3, 2), "vmap")]
   assert all(lay.remat for lay, _ in plan.candidates(1, 256, 8, remat="on", blocks=True))
-  with pytest.raises(ev_errors()):
+  with pytest.raises(ConfigError):
     plan.candidates(1, 256, 8, remat="on", blocks=False)
-  with pytest.raises(ev_errors()):
+  with pytest.raises(ConfigError):
     plan.candidates(1, 256, 8, data_axis=9)
-
-
-def ev_errors():
-  from jaxcond.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  return ConfigError
 
 
 # ------------------------------------------------------------------------------ the plan

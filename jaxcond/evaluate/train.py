@@ -54,11 +54,6 @@ def registry_net(name: str, *, num_classes: int, image_shape: tuple) -> NetFns:
   return NetFns(init, apply)
 
 
-def has_blocks(name: str) -> bool:
-  """Whether registry net `name` has residual blocks that `remat_blocks` checkpoints."""
-  return str(name).lower().startswith("resnet")
-
-
 @contextlib.contextmanager
 def remat_blocks(skip: int = 0):
   """While active, every residual block (`REMAT_BLOCKS`) a flax module calls runs under
