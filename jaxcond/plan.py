@@ -302,6 +302,7 @@ class Plan:
   plan_s: float            # all compiles of the planning
   compiles: int
   note: str = ""
+  steps: int = 0           # condensation steps of the run (config.steps): FLOPs per run
 
   def executable_for(self, *args):
     """The step the plan compiled, if `args` match the shapes it was compiled for (then
@@ -338,7 +339,14 @@ class Plan:
         f"  total                  {gib(self.per_device_bytes)} of {gib(self.budget_bytes)}"
         f" budget: {'fits' if self.fits else 'DOES NOT FIT'}",
         f"  chunks: {self.chunks_line()}",
-    ] + ([f"  note: {self.note}"] if note and self.note else [])
+    ] + self.flops_lines() + ([f"  note: {self.note}"] if note and self.note else [])
+
+  def flops_lines(self) -> list[str]:
+    flops, source = self.flops()
+    if not flops:
+      return []
+    return [f"  flops: {flops:.3e} per step ({source}), {flops * self.steps:.3e} per run "
+            f"({self.steps} steps)"]
 
   def flops(self) -> tuple[float | None, str]:
     """FLOPs per step and where the count comes from (`step_flops`)."""
@@ -349,7 +357,9 @@ class Plan:
     flops, source = self.flops()
     return {"fits": bool(self.fits), "devices": self.devices,
             "per_device_bytes": self.per_device_bytes, "budget_bytes": self.budget_bytes,
-            "flops_per_step": flops, "flops_source": source, "compile_s": self.compile_s,
+            "flops_per_step": flops, "flops_source": source,
+            "flops_per_run": flops * self.steps if flops else None, "steps": self.steps,
+            "compile_s": self.compile_s,
             "plan_s": self.plan_s, "compiles": self.compiles,
             "temp_bytes": self.stats.get("temp_size_in_bytes"),
             "argument_bytes": self.stats.get("argument_size_in_bytes"),
@@ -455,7 +465,8 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   plan = Plan(settings=cand, devices=devices, local_classes=local, budget_bytes=budget,
               stats=st, bank_bytes=bank_bytes, state_bytes=state_bytes, fits=fits,
               policy=policy, compile_s=st["compile_s"],
-              plan_s=time.perf_counter() - t_all, compiles=compiles, note=note)
+              plan_s=time.perf_counter() - t_all, compiles=compiles, note=note,
+              steps=int(config.steps))
   if not fits:
     plan.note = _no_fit_message(plan, s, config, bn)
   if log is not None:   # a strict run's error line says the note: print it once

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxcond.data import registry
-from jaxcond.evaluate.execution import _programs, net_keys
-from jaxcond.evaluate.protocols import EvalSettings
+from jaxcond.evaluate.execution import Layout, _programs, net_keys
+from jaxcond.evaluate.protocols import PROTOCOLS, EvalSettings
 from jaxcond.evaluate.train import registry_net
 
 
@@ -36,7 +36,7 @@ def plan(settings: EvalSettings, *, num_classes: int, image_shape, num_train: in
   image_shape = tuple(int(s) for s in image_shape)
   net = registry_net(model, num_classes=num_classes, image_shape=image_shape)
   settings = dataclasses.replace(settings, num_nets=num_nets)
-  prog = _programs(net, settings, False, 1, vectorize, int(num_train))
+  prog = _programs(net, settings, False, Layout(), vectorize, int(num_train))
   keys = net_keys(settings.seed, range(num_nets))
   states = jax.eval_shape(prog["init"], keys)
   x = jax.ShapeDtypeStruct((num_train,) + image_shape, jnp.float32)
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
   p.add_argument("--resolution", type=int, default=0, help="0 = the registry default")
   p.add_argument("--ipc", type=int, default=50)
   p.add_argument("--model", default="resnet18")
-  p.add_argument("--protocol", default="dm", choices=("dm", "idc"))
+  p.add_argument("--protocol", default="dm", choices=PROTOCOLS)
   p.add_argument("--nets", type=int, default=1, help="networks trained together")
   args = p.parse_args(argv)
   info = registry.get_info(args.dataset, resolution=args.resolution or None)

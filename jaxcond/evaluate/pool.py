@@ -10,7 +10,8 @@ import numpy as np
 
 from jaxcond.errors import DataError
 from jaxcond.evaluate import results as results_lib
-from jaxcond.evaluate.execution import train_and_test
+from jaxcond.evaluate import plan as plan_lib
+from jaxcond.evaluate.execution import Layout, train_and_test
 from jaxcond.evaluate.protocols import EvalSettings
 from jaxcond.evaluate.train import NetFns, registry_net
 
@@ -42,23 +43,36 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                     num_classes: int, seed: int, model: str | None = None,
                     net: NetFns | None = None, test_batch_size: int = 500,
                     vectorize: str | None = None, loop: str | None = None,
+                    layout: Layout | None = None, data_axis: int = 0, remat: str = "auto",
+                    memory_budget_gb: float = 0.0, num_devices: int | None = None,
                     progress: Callable[[str], None] | None = None,
                     measured_on: str = "test") -> dict:
   """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
   y_train) under `settings.protocol` and tests them on (x_test, y_test).
 
   Images are float32 normalised NHWC; labels int32. x_train may carry a leading network axis
-  (one training set per network). Returns dict(accuracies, mean, std, protocol, model,
-  num_nets, ...; idc adds best_accuracies, best_mean, best_std, best_selection).
+  (one training set per network). The devices are used as `layout` says, else as the memory
+  plan chooses (`evaluate.plan.choose`: `data_axis` 0 = its choice, `remat` auto | on | off,
+  `memory_budget_gb` 0 = the device's limit). Returns dict(accuracies, mean, std, protocol,
+  model, num_nets, ...; idc / ncfm add best_accuracies, best_mean, best_std, best_selection).
   """
   _check_arrays(x_train, y_train, x_test, y_test, num_classes, settings.num_nets)
   model = (model or settings.model).lower()
+  image_shape = tuple(int(s) for s in np.shape(x_test)[1:])
   if net is None:
-    net = registry_net(model, num_classes=num_classes,
-                       image_shape=tuple(int(s) for s in np.shape(x_test)[1:]))
+    net = registry_net(model, num_classes=num_classes, image_shape=image_shape)
+  if layout is None:
+    layout, vectorize_plan = plan_lib.choose(
+        settings, model=model, net=net, num_classes=num_classes, image_shape=image_shape,
+        num_train=int(np.shape(x_train)[-4]), num_test=int(np.shape(x_test)[0]),
+        num_nets=settings.num_nets, per_net_data=np.ndim(x_train) == 5,
+        num_devices=num_devices, memory_budget_gb=memory_budget_gb, data_axis=data_axis,
+        remat=remat, vectorize=vectorize, test_batch_size=test_batch_size,
+        log=progress)
+    vectorize = vectorize or vectorize_plan
   run = train_and_test(net, x_train, y_train, x_test, y_test, settings=settings, seed=seed,
                        test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
-                       progress=progress)
+                       layout=layout, progress=progress)
   return results_lib.summarize(run, settings, model, int(np.shape(x_train)[-4]), measured_on)
 
 

@@ -7,22 +7,28 @@ config's evaluation protocol and write DIR/results.json (docs/evaluate.md).
         --baseline random
 
 The same as a library call: `jaxcond.evaluate.run(config, workdir=..., synthetic=...)`.
+`--plan [--devices N]` prints the memory plan and FLOPs from shapes only (`evaluate.plan`);
+`--coordinator_address/--num_processes/--process_id` run one process per host, as condense.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 
-from jaxcond import baselines, cli, configs, data, nets, synthetic_io
+from jaxcond import baselines, cli, configs, data, nets, parallel, synthetic_io
+from jaxcond import plan as cplan
 from jaxcond.errors import ConfigError
+from jaxcond.evaluate import plan as plan_lib
 from jaxcond.evaluate import pool as pool_lib
 from jaxcond.evaluate import results as results_lib
 from jaxcond.evaluate.execution import LOOPS, VECTORIZE
-from jaxcond.evaluate.protocols import EvalSettings, model_tuple, test_split_name
+from jaxcond.evaluate.protocols import PROTOCOLS, EvalSettings, model_tuple, test_split_name
 
 
 def _default_loader(ds):
@@ -57,9 +63,23 @@ def _training_set(synthetic: str | None, baseline: str | None, *, info, ds, ipc:
       seed=settings.seed, feature_net=feature_net, log=log)
 
 
+def protocol_settings(settings: EvalSettings, protocol: str, dataset: str,
+                      overrides: dict | None = None) -> EvalSettings:
+  """`settings` moved to `protocol`'s reference values (its schedule, optimiser, batch,
+  augmentation, checkpoints; `configs.EVAL_PROTOCOL_DEFAULTS`), keeping the networks
+  (model, pool, count, seed); `overrides` (eval fields given explicitly) win. How an ncfm
+  set is also scored under dm: `--protocol dm`."""
+  names = {f.name for f in dataclasses.fields(EvalSettings)} - {"protocol"}
+  keep = {k: getattr(settings, k) for k in ("model", "models", "num_nets", "seed")}
+  explicit = {k: v for k, v in (overrides or {}).items() if k in names}
+  return EvalSettings.for_protocol(protocol, dataset=dataset, **{**keep, **explicit})
+
+
 def run(config, *, workdir, synthetic: str | None = None, baseline: str | None = None,
         models: Sequence[str] | str | None = None, feature_net: str = "convnet",
         test_batch_size: int = 500, vectorize: str | None = None, loop: str | None = None,
+        data_axis: int = 0, remat: str = "auto", protocol: str | None = None,
+        eval_overrides: dict | None = None,
         loader: Callable | None = None, info=None, log: Callable = print,
         command: str | None = None) -> dict:
   """Evaluates a synthetic.npz or a baseline under config.eval, writes workdir/results.json
@@ -67,8 +87,15 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
 
   The synthetic file is read and checked first (one-line DataError naming it), before any
   dataset is loaded. loader(split) -> (uint8 images, labels) and info (DatasetInfo) default
-  to jaxcond.data (tests inject small fakes).
+  to jaxcond.data (tests inject small fakes). `data_axis` / `remat` / `memory_budget_gb`
+  (the config's) drive the device layout (`evaluate.plan.choose`). `protocol` scores under
+  that protocol's reference values instead of the config's eval block (`protocol_settings`;
+  `eval_overrides` {field: value} still win). In a multi-process run every process runs
+  this; the first one prints and writes results.json.
   """
+  main_process = jax.process_index() == 0
+  if not main_process:
+    log = lambda *_: None
   if (synthetic is None) == (baseline is None):
     raise ConfigError("give exactly one of --synthetic PATH or --baseline "
                       f"{'|'.join(baselines.BASELINES)}")
@@ -80,6 +107,8 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
     info = data.registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   settings = EvalSettings.from_config(config)
   ds = configs.DataSettings.from_config(config)
+  if protocol:
+    settings = protocol_settings(settings, protocol, ds.name, eval_overrides)
   if models:
     settings = dataclasses.replace(settings, models=model_tuple(models))
   for name in settings.pool + ((feature_net,) if baseline in ("herding", "kcenter") else ()):
@@ -97,17 +126,22 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
       x_train, y_train, x_test, y_test, settings=settings, num_classes=num_classes,
       measured_on=test_split_name(ds.holdout),
       test_batch_size=test_batch_size, vectorize=vectorize, loop=loop,
+      data_axis=data_axis, remat=remat, memory_budget_gb=float(config.memory_budget_gb),
       log=lambda s: log(f"  {s}"))
   record = {**rec, "dataset": info.name, "ipc": config.ipc, "source": source,
             "num_test": int(len(y_test)), "settings": settings.to_dict(), "results": results,
             "config": config.to_dict(), "versions": results_lib.versions(),
-            "command": command}
+            "command": command, "process_count": jax.process_count()}
+  if not main_process:
+    parallel.sync("evaluate_written")
+    return record
   path = results_lib.write_results(workdir, record)
   if len(results) > 1:
     table = results_lib.pool_table(results)
     (pathlib.Path(workdir) / "cross_arch.md").write_text(table)
     log(table)
   log(f"evaluate: {results_lib.summary_line(results[settings.pool[0]], label)} -> {path}")
+  parallel.sync("evaluate_written")
   return record
 
 
@@ -130,15 +164,53 @@ PROGRAM = cli.Program(
         cli.flag("vectorize", "networks on one device (default: per backend)",
                  choices=VECTORIZE),
         cli.flag("loop", "training loop (default: per backend)", choices=LOOPS),
-    ))
+        cli.flag("protocol", "score under this protocol's reference values instead of the "
+                 "config's eval block (--config.eval.* given here still win)",
+                 choices=PROTOCOLS),
+        cli.flag("data_axis", "devices that split each network's batch (the mesh's data "
+                 "axis; 0 = the memory plan's choice)", type=int, default=0),
+        cli.flag("remat", "rematerialise the networks' residual blocks (auto = when the "
+                 "memory plan needs it)", choices=plan_lib.REMAT, default="auto"),
+        cli.flag("plan", "print the memory plan and FLOPs from shapes only (no data is "
+                 "read, no --workdir needed) and exit; the last line is JSON "
+                 "(jaxcond.evaluate.plan)", action="store_true"),
+        cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices "
+                 "here; 0 = the devices present)", type=int, default=0),
+        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
+                 "(or env JAX_COORDINATOR_ADDRESS)"),
+        cli.flag("num_processes", "processes in a multi-process run", type=int),
+        cli.flag("process_id", "this process's index", type=int),
+        cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
+    ),
+    workdir="optional")
+
+
+def _eval_overrides(a: cli.Args) -> dict:
+  """{eval field: value} of the `--config.eval.*` overrides on the command line."""
+  values = configs.flat(a.config)
+  return {field[len("eval."):]: values[field] for field, _ in a.overrides
+          if field.startswith("eval.") and field in values}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.evaluate`; returns the exit status (cli docstring)."""
   def go(a: cli.Args):
     f = a.flags
+    if f.plan:
+      cplan.setup_fake_devices(f.devices)
+      out = plan_lib.run_plan(a.config, f.devices or 0, data_axis=f.data_axis, remat=f.remat,
+                              models=model_tuple(f.models) if f.models else None,
+                              test_batch_size=f.test_batch_size,
+                              log=functools.partial(print, flush=True))
+      print(json.dumps(out), flush=True)
+      return
+    if not a.workdir:
+      raise ConfigError("--workdir: required (the output folder; only --plan runs without)")
+    ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
+    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
     run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
         models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
-        vectorize=f.vectorize, loop=f.loop, log=functools.partial(print, flush=True),
-        command=a.command)
+        vectorize=f.vectorize, loop=f.loop, data_axis=f.data_axis, remat=f.remat,
+        protocol=f.protocol, eval_overrides=_eval_overrides(a),
+        log=functools.partial(print, flush=True), command=a.command)
   return cli.main(PROGRAM, go, argv)

@@ -4,7 +4,7 @@ tables and the results files (docs/evaluate.md, "Results").
 `record(results, settings)` is the schema shared by `condense`'s eval.jsonl lines and the
 evaluate program's results.json (which adds the set's source, the config and versions):
 accuracies, mean, std (population, ddof 0, as the DM code reports), protocol, model,
-num_nets, accuracy_unit, selection, measured_on, wall_s, [best_* under idc], [pool].
+num_nets, accuracy_unit, selection, measured_on, wall_s, [best_* under idc / ncfm], [pool].
 """
 from __future__ import annotations
 
@@ -49,9 +49,10 @@ def summarize(run: dict, settings: EvalSettings, model: str, num_train: int,
       "wall_seconds": run["wall_seconds"], "train_seconds": run.get("train_seconds"),
       "test_seconds": run.get("test_seconds"),
       "first_step_seconds": run.get("first_step_seconds"), "devices": run["devices"],
+      "layout": run.get("layout"),
       "loop": run["loop"], "vectorize": run["vectorize"], "measured_on": measured_on,
   }
-  if settings.protocol == "idc":
+  if settings.reports_best:
     best = np.max(np.asarray(run["checkpoint_accuracies"]), axis=0).tolist()
     res["best_accuracies"] = best
     res["best_mean"], res["best_std"] = _mean_std(best)

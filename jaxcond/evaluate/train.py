@@ -1,18 +1,32 @@
-"""Training primitives of evaluation: networks as pure functions, torch-style SGD,
-cross-entropy, IDC CutMix (arXiv 2205.14959), one step / one pass / passes of one network.
+"""Training primitives of evaluation: networks as pure functions, torch-style SGD and
+AdamW, cross-entropy, IDC CutMix (arXiv 2205.14959), one step / one pass / passes of one
+network, and rematerialisation of a network's residual blocks.
 
-Everything here is for ONE network; `execution` runs many networks together.
+Everything here is for ONE network; `execution` runs many networks together. `shard`
+(optional, every step function) constrains the batch the step gathers to the mesh's data
+axis: under `jit` the batch axis stays logical, so the maths is the one-device maths and
+XLA inserts the reductions (the loss mean, BatchNorm's batch statistics, the gradient).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from typing import Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxcond import augment, nets
 from jaxcond.evaluate.protocols import EvalSettings
+from jaxcond.nets.resnet import BasicBlock
+
+# Modules whose __call__ `remat_blocks` checkpoints: the residual blocks of jaxcond.nets.
+REMAT_BLOCKS = (BasicBlock,)
+ADAM_B2, ADAM_EPS = 0.999, 1e-8      # torch.optim.AdamW defaults (NCFM passes neither)
+_IN_REMAT = contextvars.ContextVar("jaxcond_eval_in_remat", default=False)
 
 
 class NetFns(NamedTuple):
@@ -38,6 +52,49 @@ def registry_net(name: str, *, num_classes: int, image_shape: tuple) -> NetFns:
     return nets.logits(model, variables, x, train=train)
 
   return NetFns(init, apply)
+
+
+@contextlib.contextmanager
+def remat_blocks(skip: int = 0):
+  """While active, every residual block (`REMAT_BLOCKS`) a flax module calls runs under
+  `nn.remat` (`jax.checkpoint`): the forward keeps only each block's input, the backward
+  recomputes the block's activations. Same values (tested); less memory for one more
+  forward. `skip` leaves the first `skip` blocks as they are (the planner measures the
+  recomputation peak with it). A flax method interceptor, so no net is edited."""
+  seen = [0]
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if (context.method_name != "__call__" or not isinstance(module, REMAT_BLOCKS)
+        or _IN_REMAT.get() or module.is_initializing()):
+      return next_fun(*args, **kwargs)
+    seen[0] += 1
+    if seen[0] <= skip:
+      return next_fun(*args, **kwargs)
+
+    def body(mdl, *a):
+      token = _IN_REMAT.set(True)     # the block's own call goes through the interceptor
+      try:
+        return mdl(*a, **kwargs)
+      finally:
+        _IN_REMAT.reset(token)
+
+    return nn.remat(body)(module, *args)
+
+  with nn.intercept_methods(interceptor):
+    yield
+
+
+@functools.lru_cache(maxsize=64)
+def remat_net(net: NetFns) -> NetFns:
+  """`net` with its residual blocks rematerialised in training (`remat_blocks`)."""
+  def apply(variables, x, train):
+    if not train:
+      return net.apply(variables, x, train)
+    with remat_blocks():
+      return net.apply(variables, x, train)
+
+  return NetFns(net.init, apply)
 
 
 # ---------------------------------------------------------------------------- training
@@ -106,11 +163,30 @@ def cutmix(key, x, y, *, mix_p: float, beta: float):
           jnp.where(apply, ratio, jnp.float32(1.0)))
 
 
-def init_state(net: NetFns, key) -> dict:
-  """{"params", "momentum" (zeros), ["batch_stats"]} for one network."""
+def adamw(settings: EvalSettings) -> optax.GradientTransformation:
+  """torch.optim.AdamW as `optax.adamw` at learning rate 1: the update it returns is
+  −(m̂ / (sqrt(v̂) + eps) + wd·p), which `adamw_update` scales by the pass's LR, so
+  p ← p − lr·wd·p − lr·m̂ / (sqrt(v̂) + eps), torch's step (decay decoupled, on every
+  parameter). beta1 is `settings.momentum`, beta2 0.999, eps 1e-8 (torch's defaults)."""
+  return optax.adamw(learning_rate=1.0, b1=settings.momentum, b2=ADAM_B2, eps=ADAM_EPS,
+                     weight_decay=settings.weight_decay)
+
+
+def adamw_update(settings: EvalSettings, params, opt_state, grads, *, lr):
+  """One torch AdamW step at learning rate `lr`; returns (params, opt_state)."""
+  updates, opt_state = adamw(settings).update(grads, opt_state, params)
+  return jax.tree.map(lambda p, u: p + lr * u, params, updates), opt_state
+
+
+def init_state(net: NetFns, key, optimizer: str = "sgd") -> dict:
+  """{"params", "momentum" (zeros; sgd) or "opt" (optax AdamW state: step count and both
+  moments at zero; adamw), ["batch_stats"]} for one network."""
   variables = net.init(key)
-  state = {"params": variables["params"],
-           "momentum": jax.tree.map(jnp.zeros_like, variables["params"])}
+  state = {"params": variables["params"]}
+  if optimizer == "adamw":    # the state's structure does not depend on the hyperparameters
+    state["opt"] = optax.adamw(learning_rate=1.0).init(variables["params"])
+  else:
+    state["momentum"] = jax.tree.map(jnp.zeros_like, variables["params"])
   if "batch_stats" in variables:
     state["batch_stats"] = variables["batch_stats"]
   return state
@@ -123,8 +199,11 @@ def _variables(state):
   return v
 
 
-def train_step(net: NetFns, settings: EvalSettings, state, xb, yb, key, lr):
-  """One SGD step on one batch: DSA (per sample) -> [CutMix] -> CE -> torch SGD."""
+def loss_and_grads(net: NetFns, settings: EvalSettings, state, xb, yb, key, shard=None):
+  """(loss, new batch_stats or None, gradients) of one step's batch: [shard] -> DSA (per
+  sample) -> [CutMix] -> cross-entropy, the gradient w.r.t. the parameters."""
+  if shard is not None:
+    xb, yb = shard(xb), shard(yb)
   k_aug, k_mix = jax.random.split(key)
   xb = augment.augment(k_aug, xb, policy=settings.augment_policy, strategy=settings.strategy,
                        siamese=False)
@@ -140,10 +219,20 @@ def train_step(net: NetFns, settings: EvalSettings, state, xb, yb, key, lr):
       loss = loss + (1.0 - ratio) * cross_entropy(out, yb_partner)
     return loss, new_stats
 
-  (_, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-  params, buf = sgd_update(state["params"], state["momentum"], grads, lr=lr,
-                           momentum=settings.momentum, weight_decay=settings.weight_decay)
-  new_state = {**state, "params": params, "momentum": buf}
+  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  return loss, new_stats, grads
+
+
+def train_step(net: NetFns, settings: EvalSettings, state, xb, yb, key, lr, shard=None):
+  """One step on one batch (`loss_and_grads`), then torch SGD (or AdamW under ncfm)."""
+  _, new_stats, grads = loss_and_grads(net, settings, state, xb, yb, key, shard)
+  if "opt" in state:
+    params, opt = adamw_update(settings, state["params"], state["opt"], grads, lr=lr)
+    new_state = {**state, "params": params, "opt": opt}
+  else:
+    params, buf = sgd_update(state["params"], state["momentum"], grads, lr=lr,
+                             momentum=settings.momentum, weight_decay=settings.weight_decay)
+    new_state = {**state, "params": params, "momentum": buf}
   if "batch_stats" in state and new_stats is not None:
     new_state["batch_stats"] = new_stats
   return new_state
@@ -160,15 +249,19 @@ def _pass_order(key, epoch, n: int):
 
 
 def _maybe_reset(settings: EvalSettings, state, reset):
+  if "momentum" not in state:           # AdamW (ncfm): the optimiser is never re-created
+    return state
   return {**state, "momentum": jax.tree.map(
       lambda b: jnp.where(reset, jnp.zeros_like(b), b), state["momentum"])}
 
 
-def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch):
+def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch, *,
+               n: int | None = None, shard=None):
   """One shuffled pass over (x, y): full batches under `lax.scan`, then the partial last
-  batch at its own size (torch DataLoader, drop_last=False), so BN statistics are exact."""
+  batch at its own size (torch DataLoader, drop_last=False), so BN statistics are exact.
+  `n`: the real images (x may carry padding rows after them, never drawn)."""
   x, y = jnp.asarray(x), jnp.asarray(y)
-  n = x.shape[0]
+  n = x.shape[0] if n is None else int(n)
   batch = min(settings.batch_size, n)
   n_full, rem = divmod(n, batch)
   lr = settings.lr_at(epoch)
@@ -177,7 +270,8 @@ def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch):
 
   def body(st, inp):
     i, idx = inp
-    return train_step(net, settings, st, x[idx], y[idx], jax.random.fold_in(k_step, i), lr), None
+    return train_step(net, settings, st, x[idx], y[idx], jax.random.fold_in(k_step, i), lr,
+                      shard), None
 
   if n_full:
     idx = perm[:n_full * batch].reshape(n_full, batch)
@@ -185,28 +279,36 @@ def train_pass(net: NetFns, settings: EvalSettings, state, x, y, key, epoch):
   if rem:
     idx = perm[n_full * batch:]
     state = train_step(net, settings, state, x[idx], y[idx],
-                       jax.random.fold_in(k_step, n_full), lr)
+                       jax.random.fold_in(k_step, n_full), lr, shard)
   return state
 
 
-def train_passes(net: NetFns, settings: EvalSettings, state, key, x, y, start, stop):
+def train_passes(net: NetFns, settings: EvalSettings, state, key, x, y, start, stop, *,
+                 n: int | None = None, shard=None):
   """Passes [start, stop) of one network (fori_loop; start/stop may be traced)."""
   return jax.lax.fori_loop(
-      start, stop, lambda e, st: train_pass(net, settings, st, x, y, key, e), state)
+      start, stop,
+      lambda e, st: train_pass(net, settings, st, x, y, key, e, n=n, shard=shard), state)
 
 
-def train_batch(net: NetFns, settings: EvalSettings, state, key, x, y, epoch, i, size: int):
-  """Step i of pass `epoch` alone (host loop): the same batch, key, LR and momentum reset as
-  step i of `train_pass`, so both loops give the same networks."""
+def batch_at(settings: EvalSettings, key, x, y, epoch, i, size: int, n: int | None = None):
+  """(images, labels, step key) of step i of pass `epoch` (what `train_pass` draws)."""
   x, y = jnp.asarray(x), jnp.asarray(y)
-  n = x.shape[0]
+  n = x.shape[0] if n is None else int(n)
   batch = min(settings.batch_size, n)
   perm, k_step = _pass_order(key, epoch, n)
   idx = jax.lax.dynamic_slice(perm, (i * batch,), (size,))
+  return x[idx], y[idx], jax.random.fold_in(k_step, i)
+
+
+def train_batch(net: NetFns, settings: EvalSettings, state, key, x, y, epoch, i, size: int, *,
+                n: int | None = None, shard=None):
+  """Step i of pass `epoch` alone (host loop): the same batch, key, LR and momentum reset as
+  step i of `train_pass`, so both loops give the same networks."""
+  xb, yb, k = batch_at(settings, key, x, y, epoch, i, size, n)
   state = _maybe_reset(settings, state,
                        jnp.logical_and(settings.resets_momentum_at(epoch), i == 0))
-  return train_step(net, settings, state, x[idx], y[idx], jax.random.fold_in(k_step, i),
-                    settings.lr_at(epoch))
+  return train_step(net, settings, state, xb, yb, k, settings.lr_at(epoch), shard)
 
 
 def count_correct(net: NetFns, state, xb, yb, mb):
