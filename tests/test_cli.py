@@ -133,7 +133,9 @@ from jaxcond import configs, continual, nas  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Placeholders the docs write for "a value of yours", replaced by one real value each.
-PLACEHOLDERS = {"<m>": "dm", "<k>": "10", "<N>": "8", "<B>": "16", "<file>": "experiments/cifar10.py",
+PLACEHOLDERS = {"<m>": "dm", "<k>": "10", "<N>": "8", "<B>": "16",
+                "method=M,ipc=K": "method=dm,ipc=10", "ipc=IPC": "ipc=10",
+                "=MODEL": "=resnet18", "=$I": "=0", "<file>": "experiments/cifar10.py",
                 "experiments/DS.py": "experiments/mnist.py", "CFG": "experiments/cifar10.py",
                 "=LR": "=1", "$o": "0", "$i/3": "0/3", "<random run>": "rand", "[--ipc 10]": ""}
 
@@ -164,7 +166,10 @@ def _commands():
       prog, args = m.group(1), m.group(2).strip()
       for k, v in PLACEHOLDERS.items():
         args = args.replace(k, v)
-      if args.startswith("--") or prog in ("report", "export"):
+      args = re.sub(r"\[(--[^\]]*)\]", r"\1", args)    # [--optional flags]
+      # A command names its config (bench: or a sweep); a bare `... --plan` mentions a flag.
+      if ("--config" in args or "--sweep" in args or prog in ("report", "export")) and \
+          not args.startswith("["):
         out.append((where, prog, args))
   return out
 
