@@ -149,6 +149,14 @@ def host_allgather(x) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x))
 
 
+def broadcast_from_first(x) -> np.ndarray:
+  """Process 0's value of a small host array, on every process (itself with one process)."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x
+  return np.asarray(multihost_utils.broadcast_one_to_all(x))
+
+
 def sync(name: str) -> None:
   """Barrier across processes (no-op with one process)."""
   if jax.process_count() > 1:

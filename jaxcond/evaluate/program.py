@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxcond import baselines, cli, configs, data, nets, synthetic_io
+from jaxcond import baselines, cli, configs, data, nets, preemption, synthetic_io
+from jaxcond import workdir as workdir_lib
 from jaxcond.errors import ConfigError
 from jaxcond.evaluate import pool as pool_lib
 from jaxcond.evaluate import results as results_lib
@@ -137,8 +138,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.evaluate`; returns the exit status (cli docstring)."""
   def go(a: cli.Args):
     f = a.flags
-    run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
-        models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
-        vectorize=f.vectorize, loop=f.loop, log=functools.partial(print, flush=True),
-        command=a.command)
+    # One results.json at the end and nothing to keep half way: SIGTERM / Ctrl-C stop at
+    # once (status 3) and a re-run starts again (jaxcond.preemption, docs/condense.md).
+    lock = workdir_lib.claim(a.workdir, command=a.command)
+    stop = preemption.Preemption(command_line=True)
+    stop.cleanups.append(lock.release)
+    try:
+      with stop, stop.immediate("preempted: an evaluation keeps nothing half way; re-run "
+                                "the same command to evaluate again"):
+        run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
+            models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
+            vectorize=f.vectorize, loop=f.loop, log=functools.partial(print, flush=True),
+            command=a.command)
+    finally:
+      lock.release()
   return cli.main(PROGRAM, go, argv)
