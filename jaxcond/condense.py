@@ -129,23 +129,28 @@ def run(config, workdir: str, *, log=None,
   Ctrl-C raises KeyboardInterrupt; the command line's ends the process at once).
   """
   ctx = setup(config, workdir, log=log)
-  lock = workdir_lib.claim(ctx.paths.workdir, command=" ".join(sys.argv),
-                           warn=lambda line: ctx.printer(line, force=True))
   stop = stop or preemption.Preemption()
-  if lock is not None:
-    stop.cleanups.append(lock.release)
+  lock = None
   try:
     with stop:
+      with stop.immediate(STARTING):
+        lock = workdir_lib.claim(ctx.paths.workdir, command=" ".join(sys.argv),
+                                 warn=lambda line: ctx.printer(line, force=True))
+        if lock is not None:
+          stop.cleanups.append(lock.release)
       return _stages(ctx, stop)
   finally:
     if lock is not None:
       lock.release()
 
 
+STARTING = ("preempted while starting (no step run yet): nothing to save; re-run the same "
+            "command to resume")
+
+
 def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
   """`run` after the lock: the stages, each with what a signal does there."""
-  started = ("preempted while starting (no step run yet): nothing to save; re-run the "
-             "same command to resume")
+  started = STARTING
   with stop.immediate(started):
     planned = plan_step(ctx)
     source = open_real_data(ctx)
@@ -745,6 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.condense`; exit status 0 done, 2 bad input, 1 diverged or a write
   the storage refused, 3 preempted (checkpoint written; cli)."""
   def go(a: cli.Args):
+    if not a.flags.plan:
+      preemption.install_early(STARTING)
     if a.flags.plan:
       plan_lib.setup_fake_devices(a.flags.devices)
       print(json.dumps(plan_lib.run_plan(a.config, a.flags.devices or 0)), flush=True)

@@ -65,6 +65,25 @@ class PreemptedError(JaxcondError):
   Its message is the one line the program prints (exit status `EXIT_PREEMPTED`)."""
 
 
+def install_early(line: str) -> None:
+  """From the start of a program's `main` until its `Preemption` takes over: SIGTERM and
+  Ctrl-C print `line` and end the process with status 3 (nothing has run that could be
+  saved). Before `main` runs, while Python imports jax, a signal still ends the process
+  the default way (a shell reports 143 / 130). `jax.distributed.initialize` later puts its
+  own SIGTERM handler in place, which is what a multi-process run needs."""
+  if threading.current_thread() is not threading.main_thread():
+    return
+
+  def handler(signum, frame):  # pylint: disable=unused-argument
+    try:
+      sys.stdout.flush()
+      print(line, file=sys.stderr, flush=True)
+    finally:
+      os._exit(EXIT_PREEMPTED)  # pylint: disable=protected-access
+  signal.signal(signal.SIGTERM, handler)
+  signal.signal(signal.SIGINT, handler)
+
+
 class Preemption:
   """Catches SIGTERM and a first SIGINT while the `with` block runs (module docstring).
 

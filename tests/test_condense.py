@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -731,3 +732,90 @@ def test_a_synthetic_npz_the_disk_refuses_keeps_the_old_one(tmp_path, monkeypatc
   assert not (tmp_path / "lock.json").exists()
   condense.run(tiny_config("dm", steps=4, checkpoint_every=0), str(tmp_path))
   assert int(np.load(tmp_path / "synthetic.npz")["steps"]) == 4
+
+
+# --------------------------------------------------------------------------- soak
+
+def _last_logged(metrics):
+  try:
+    lines = metrics.read_text().splitlines()
+  except OSError:
+    return 0
+  for line in reversed(lines):
+    try:
+      return int(json.loads(line)["step"])
+    except (ValueError, KeyError):
+      continue
+  return 0
+
+
+def _lock_pid(work):
+  try:
+    return json.loads((work / "lock.json").read_text())["pid"]
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+@pytest.mark.slow
+def test_soak_quickstart_survives_10_sigterms_and_5_sigkills_at_random_points(tmp_path):
+  """The quickstart condense run, SIGTERMed at 10 points drawn at random and SIGKILLed at
+  5 more (in a random order), resumed after each: the final synthetic.npz is bit-identical
+  to an uninterrupted run and metrics.jsonl holds every logged step exactly once."""
+  rnd = random.Random(2212)
+  env = subprocess_env(num_devices=1)
+  steps = 200
+
+  def args(work):
+    return [sys.executable, "-m", "jaxcond.condense", "--config", "experiments/quickstart.py",
+            "--workdir", str(work), "--config.eval.num_nets=0", "--config.log_every=1",
+            "--config.quiet=True"]
+
+  ref = subprocess.run(args(tmp_path / "ref"), cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+
+  work = tmp_path / "soak"
+  events = [(signal.SIGTERM, t) for t in rnd.sample(range(0, steps), 10)]
+  events += [(signal.SIGKILL, t) for t in rnd.sample(range(0, steps), 5)]
+  events.sort(key=lambda e: e[1])
+  seen = []
+  for sig, target in events:
+    before = _last_logged(work / "metrics.jsonl")
+    proc = subprocess.Popen(args(work), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    # a point at or before where this run resumes: a signal while it starts (restoring,
+    # compiling), once it holds its workdir
+    delay, started = rnd.uniform(0.0, 1.5), None
+    while time.time() < deadline and proc.poll() is None:
+      if target > before:
+        if _last_logged(work / "metrics.jsonl") >= target:
+          break
+      elif started is None:
+        started = time.time() if _lock_pid(work) == proc.pid else None
+      elif time.time() - started >= delay:
+        break
+      time.sleep(0.02)
+    at = _last_logged(work / "metrics.jsonl")
+    if proc.poll() is None:
+      proc.send_signal(sig)
+    out, err = proc.communicate(timeout=600)
+    assert "Traceback" not in err, err[-3000:]
+    if sig == signal.SIGTERM:
+      lines = [l for l in err.splitlines() if l.strip()]
+      assert proc.returncode in (0, 3), (proc.returncode, err[-3000:])
+      if proc.returncode == 3:
+        assert len(lines) == 1 and lines[0].startswith("preempted "), err[-3000:]
+        assert lines[0].endswith("re-run the same command to resume"), lines[0]
+    else:
+      assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, err[-3000:])
+    seen.append((signal.Signals(sig).name, target, before, at, proc.returncode))
+  print("soak (signal, target step, last logged at start, last logged when sent, status):", seen)
+  assert [s for s, *_ in seen].count("SIGTERM") == 10 and len(seen) == 15
+  final = subprocess.run(args(work), cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)
+  assert final.returncode == 0, final.stderr[-3000:]
+  np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(work / "synthetic.npz"))
+  logged = [m["step"] for m in progress.read_jsonl(work / "metrics.jsonl")]
+  assert logged == list(range(1, steps + 1)), seen
+  assert not (work / "lock.json").exists()
