@@ -123,10 +123,23 @@ class Checkpointer:
     self._pending = None
 
   def close(self) -> None:
+    """Waits for the running save and closes; a failed save raises StorageError once (orbax
+    re-raises it from `close` too, which is then not reported again)."""
+    failed = None
     try:
       self.wait()
-    finally:
+    except files.StorageError as err:
+      failed = err
+    try:
       self._manager.close()
+    except Exception as err:  # pylint: disable=broad-except  (orbax / tensorstore errors)
+      if failed is None:
+        if files.storage_errno(err) is None:
+          raise
+        raise files.StorageError(f"cannot write a checkpoint to {self.directory}: "
+                                 f"{files.describe(err)}") from None
+    if failed is not None:
+      raise failed
 
   # -- restoring
   def restore_meta(self, step: int) -> dict:

@@ -164,6 +164,11 @@ def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
     state = train(ctx, loop, compiled, source, state, start)
     ok = True
   except files.StorageError as err:
+    if loop is not None:
+      try:
+        loop.wait()             # a checkpoint save still running may complete
+      except files.StorageError:
+        pass
     raise files.StorageError(storage_line(ctx, err, loop.confirmed if loop else start)) from None
   finally:
     source.close()
@@ -178,9 +183,9 @@ def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
     with stop.immediate(done):
       return finish(ctx, state, loop, t_compile)
   except files.StorageError as err:
-    raise files.StorageError(f"{err}; the checkpoint of step {ctx.r.steps} is intact: free "
-                             f"space (or restore access) and re-run the same command to "
-                             f"write the outputs") from None
+    raise files.StorageError(f"workdir {ctx.paths.workdir}: {err}; the checkpoint of step "
+                             f"{ctx.r.steps} is intact: free space (or restore access) and "
+                             f"re-run the same command to write the outputs") from None
 
 
 def storage_line(ctx: Run, err: files.StorageError, good: int) -> str:
@@ -732,8 +737,9 @@ PROGRAM = cli.Program(
               "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "
               "--workdir runs/c10_m3d_10 --config.steps=2000"),
     flags=(
-        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
-                 "(or env JAX_COORDINATOR_ADDRESS)"),
+        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run, "
+                 "or auto (TPU VM slices, SLURM, ...: JAX finds it; the same command on "
+                 "every worker) (or env JAX_COORDINATOR_ADDRESS)"),
         cli.flag("num_processes", "processes in a multi-process run", type=int),
         cli.flag("process_id", "this process's index", type=int),
         cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),

@@ -724,9 +724,9 @@ def test_a_synthetic_npz_the_disk_refuses_keeps_the_old_one(tmp_path, monkeypatc
     condense.run(tiny_config("dm", steps=4, checkpoint_every=0), str(tmp_path))
   monkeypatch.setattr(files.np, "savez", real)
   assert str(err.value) == (
-      f"cannot write {tmp_path}/synthetic.npz: read-only file system (EROFS); the checkpoint "
-      f"of step 4 is intact: free space (or restore access) and re-run the same command to "
-      f"write the outputs")
+      f"workdir {tmp_path}: cannot write {tmp_path}/synthetic.npz: read-only file system "
+      f"(EROFS); the checkpoint of step 4 is intact: free space (or restore access) and "
+      f"re-run the same command to write the outputs")
   assert (tmp_path / "synthetic.npz").read_bytes() == before
   assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
   assert not (tmp_path / "lock.json").exists()
