@@ -22,8 +22,10 @@ element's position) are compared after every restore, and a mismatch is `Damaged
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -39,15 +41,44 @@ class DamagedError(JaxcondError):
   """A checkpoint's files do not restore, or restore other values than were saved."""
 
 
-class _QuietOrbaxErrors(logging.Filter):
+class _QuietOrbax(logging.Filter):
   """Orbax logs a failed background save with its traceback before the error reaches
-  `wait()`; the caller reports that error in one line, so the log record is dropped."""
+  `wait()`, and warns about each missing file of a damaged checkpoint; the caller reports
+  both in one line, so these records are dropped (errors always, warnings while a
+  checkpoint is being restored)."""
+
+  def __init__(self):
+    super().__init__()
+    self.level = logging.ERROR
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not (record.levelno >= logging.ERROR and "orbax" in (record.pathname or ""))
+    return not (record.levelno >= self.level and "orbax" in (record.pathname or ""))
 
 
-_QUIET = _QuietOrbaxErrors()
+_QUIET = _QuietOrbax()
+
+
+def _unraisable(hook):
+  """A `sys.unraisablehook` that drops the "Event loop is closed" RuntimeError a failed
+  tensorstore read leaves behind in orbax's asyncio callbacks (a traceback with no use
+  after the restore error was reported), and passes everything else to `hook`."""
+  def quiet(unraisable):
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+      return
+    hook(unraisable)
+  quiet.jaxcond_quiet = True
+  return quiet
+
+
+@contextlib.contextmanager
+def _restoring():
+  """Orbax's warnings about a damaged checkpoint's files stay quiet while restoring."""
+  old, _QUIET.level = _QUIET.level, logging.WARNING
+  try:
+    yield
+  finally:
+    _QUIET.level = old
 
 
 class Checkpointer:
@@ -67,16 +98,19 @@ class Checkpointer:
     absl_logger = logging.getLogger("absl")
     if _QUIET not in absl_logger.filters:
       absl_logger.addFilter(_QUIET)
+    if not getattr(sys.unraisablehook, "jaxcond_quiet", False):
+      sys.unraisablehook = _unraisable(sys.unraisablehook)
     self._pending: int | None = None      # step of the save not known to be finished
     self._manager = self._open()
 
   def _open(self):
     ocp = self._ocp
     try:
-      return ocp.CheckpointManager(
-          self.directory, options=self._options,
-          item_handlers={"state": ocp.StandardCheckpointHandler(),
-                         "meta": ocp.JsonCheckpointHandler()})
+      with _restoring():
+        return ocp.CheckpointManager(
+            self.directory, options=self._options,
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()})
     except OSError as err:
       if files.storage_errno(err) is None:
         raise
@@ -85,13 +119,16 @@ class Checkpointer:
 
   def reload(self) -> None:
     """Re-reads the directory (after a checkpoint was moved aside)."""
-    self._manager.reload()
+    with _restoring():
+      self._manager.reload()
 
   def all_steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
+    with _restoring():
+      return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    with _restoring():
+      return self._manager.latest_step()
 
   def step_dir(self, step: int) -> str:
     return files.join(self.directory, str(int(step)))
@@ -144,13 +181,15 @@ class Checkpointer:
   # -- restoring
   def restore_meta(self, step: int) -> dict:
     ocp = self._ocp
-    return self._manager.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))["meta"]
+    with _restoring():
+      return self._manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))["meta"]
 
   def saved_shapes(self, step: int) -> list[tuple]:
     """Shapes of the saved state arrays in tree-leaf order (to detect a checkpoint made
     with another padded class count, i.e. another device count)."""
-    metadata = self._manager.item_metadata(step)["state"]
+    with _restoring():
+      metadata = self._manager.item_metadata(step)["state"]
     shapes = [tuple(m.shape) for m in
               jax.tree.leaves(metadata, is_leaf=lambda m: hasattr(m, "shape"))]
     if not shapes:
@@ -162,8 +201,9 @@ class Checkpointer:
     with shardings, so arrays come back already placed (and resharded if needed).
     DamagedError when the arrays do not match the checksums saved with them."""
     ocp = self._ocp
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    with _restoring():
+      out = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     state, meta = out["state"], out["meta"]
     saved = meta.get("checksums") if isinstance(meta, dict) else None
     if saved is not None and checksums(state) != saved:

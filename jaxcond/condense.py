@@ -134,7 +134,7 @@ def run(config, workdir: str, *, log=None,
   try:
     with stop:
       with stop.immediate(STARTING):
-        lock = workdir_lib.claim(ctx.paths.workdir, command=" ".join(sys.argv),
+        lock = workdir_lib.claim(ctx.paths.workdir, command=workdir_lib.current_command(),
                                  warn=lambda line: ctx.printer(line, force=True))
         if lock is not None:
           stop.cleanups.append(lock.release)

@@ -268,7 +268,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     configs.validate(c)
   name = (f"orders-{'-'.join(str(o) for o in s.orders)}."
           f"memories-{'-'.join(s.memories)}")
-  lock = workdir_lib.claim(workdir, name=name, command=" ".join(sys.argv), warn=log)
+  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
   stop = stop or preemption.Preemption()
   stop.cleanups.append(lock.release)
   try:

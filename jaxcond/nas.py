@@ -308,7 +308,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   shard = str(config.nas.get("shard", "") or "")
   mine = shard_archs(s.archs, shard)
   name = "shard-{}-of-{}".format(*shard.split("/")) if shard else ""
-  lock = workdir_lib.claim(workdir, name=name, command=" ".join(sys.argv), warn=log)
+  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
   stop = stop or preemption.Preemption()
   stop.cleanups.append(lock.release)
   try:

@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 
@@ -55,6 +56,16 @@ def _pid_start(pid: int) -> str:
       return f.read().rsplit(")", 1)[1].split()[19]
   except (OSError, IndexError, ValueError):
     return ""
+
+
+def current_command() -> str:
+  """This process's command line as typed (`python -m jaxcond.condense ...`)."""
+  argv = [str(a) for a in sys.argv]
+  marker = f"{os.sep}jaxcond{os.sep}"
+  if argv and argv[0].endswith(".py") and marker in argv[0]:
+    module = argv[0][argv[0].rindex(marker) + 1:-3].replace(os.sep, ".")
+    argv[0] = "python -m " + module.removesuffix(".__main__")
+  return " ".join(argv)
 
 
 def holder_record(command: str = "") -> dict:

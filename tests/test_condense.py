@@ -542,7 +542,7 @@ def damaged_runs(tmp_path_factory):
 @pytest.mark.parametrize("how", [pytest.param(h, marks=() if h in FAST_DAMAGE
                                               else pytest.mark.slow) for h in DAMAGE])
 def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(
-    tmp_path, damaged_runs, how):
+    tmp_path, damaged_runs, how, capsys):
   work = tmp_path / "w"
   shutil.copytree(damaged_runs / "at6", work)
   DAMAGE[how](work / "checkpoints" / "6")
@@ -557,6 +557,8 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(
   np.testing.assert_array_equal(_x(work / "synthetic.npz"),
                                 _x(damaged_runs / "ref" / "synthetic.npz"))
   assert [m["step"] for m in progress.read_jsonl(work / "metrics.jsonl")] == list(range(1, 10))
+  err = capsys.readouterr().err
+  assert "Traceback" not in err and "absl" not in err, err[-3000:]    # nothing from orbax
 
 
 def test_no_checkpoint_restores_is_one_line_and_status_2(tmp_path, damaged_runs, capsys):

@@ -1,12 +1,14 @@
 """jaxcond.preemption: what SIGTERM and Ctrl-C do while a program holds a `Preemption`
 (one process here; the multi-process sync point is tested with the 2-process harness in
 tests/test_condense.py)."""
+import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -103,3 +105,30 @@ def test_cli_exit_statuses(capsys):
   assert cli.main(program, interrupted, ["x"]) == cli.EXIT_INTERRUPTED == 130
   assert capsys.readouterr().err == "interrupted\n"
   assert len({cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_PREEMPTED}) == 4
+
+
+@pytest.mark.slow
+def test_evaluate_stops_at_once_on_sigterm(tmp_path):
+  """evaluate writes one results.json at the end: SIGTERM stops it at once (status 3),
+  with nothing written and its lock removed; a re-run starts again."""
+  work = tmp_path / "eval"
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
+  proc = subprocess.Popen([sys.executable, "-m", "jaxcond.evaluate", "--config",
+                           "experiments/quickstart.py", "--workdir", str(work), "--baseline",
+                           "random"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    try:
+      if json.loads((work / "lock.json").read_text())["pid"] == proc.pid:
+        break
+    except (OSError, ValueError, KeyError):
+      pass
+    time.sleep(0.05)
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 3, err[-3000:]
+  assert err.strip().splitlines() == ["preempted: an evaluation keeps nothing half way; "
+                                      "re-run the same command to evaluate again"]
+  assert sorted(os.listdir(work)) == []

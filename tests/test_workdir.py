@@ -95,3 +95,12 @@ def test_condense_refuses_a_locked_workdir_and_report_needs_no_lock(tmp_path, ca
 def test_shared_check_is_a_no_op_with_one_process(tmp_path):
   workdir.check_shared(tmp_path / "nowhere")
   assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_lock_names_the_command_as_typed(monkeypatch):
+  monkeypatch.setattr(sys, "argv", [f"{os.sep}x{os.sep}jaxcond{os.sep}condense.py",
+                                    "--workdir", "runs/a"])
+  assert workdir.current_command() == "python -m jaxcond.condense --workdir runs/a"
+  monkeypatch.setattr(sys, "argv", [f"{os.sep}x{os.sep}jaxcond{os.sep}evaluate{os.sep}"
+                                    "__main__.py", "--workdir", "e"])
+  assert workdir.current_command() == "python -m jaxcond.evaluate --workdir e"
