@@ -15,8 +15,13 @@
 
 Errors are one line on stderr, `error: <field or file>: <what is wrong>`, never a traceback.
 Exit status (the same for every program): 0 done; 2 bad command line, config or input file
-(`ConfigError`, `DataError`: fix the command); 1 the run itself failed (e.g. the loss
-diverged; other `JaxcondError`s).
+(`ConfigError`, `DataError`: fix the command; also a workdir in use by another run, or
+checkpoints none of which restores); 1 the run itself failed (e.g. the loss diverged, or the
+storage refused a write: `files.StorageError`; other `JaxcondError`s); 3 preempted: SIGTERM
+or a first Ctrl-C stopped the run after saving its work (`preemption.PreemptedError`, one
+line `preempted at step N: ...` without `error:`): re-run the same command to resume. A
+second Ctrl-C ends the process at once (the shell's 130); Ctrl-C outside a run's own
+handling prints `interrupted` and exits 130.
 """
 from __future__ import annotations
 
@@ -28,10 +33,12 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from jaxcond import configs
+from jaxcond import configs, preemption
 from jaxcond.errors import ConfigError, DataError, JaxcondError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_PREEMPTED = preemption.EXIT_PREEMPTED      # 3
+EXIT_INTERRUPTED = 130                          # 128 + SIGINT, as a shell reports it
 _OVERRIDE = "--config."
 
 RULES = """\
@@ -42,8 +49,10 @@ config:
                            --config.eval.num_nets=2 --config.eval.models=convnet,resnet18;
                            unknown fields are refused (docs/condense.md lists them)
 
-exit status: 0 done; 2 bad command line, config or input file (one `error:` line on
-stderr); 1 the run failed (e.g. the loss diverged)."""
+exit status: 0 done; 2 bad command line, config or input file, or a workdir in use (one
+`error:` line on stderr); 1 the run failed (e.g. the loss diverged, the disk is full);
+3 preempted by SIGTERM or a first Ctrl-C, work saved: re-run the same command to resume.
+A second Ctrl-C ends the run at once."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,12 +315,16 @@ def _warn_stale_defaults(get_config, path, arg, overrides, config) -> None:
 # ----------------------------------------------------------------------------- main
 
 def exit_code(err: BaseException) -> int:
-  """2 for bad input (ConfigError, DataError), 1 for a failed run (module docstring)."""
+  """2 for bad input (ConfigError, DataError), 3 preempted, 1 for a failed run (module
+  docstring)."""
+  if isinstance(err, preemption.PreemptedError):
+    return EXIT_PREEMPTED
   return EXIT_USAGE if isinstance(err, (ConfigError, DataError)) else EXIT_FAILED
 
 
 def error_line(err: BaseException) -> str:
-  return "error: " + (str(err).strip().splitlines() or [type(err).__name__])[0]
+  line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+  return line if isinstance(err, preemption.PreemptedError) else "error: " + line
 
 
 def main(program: Program, run: Callable[[Args], Any],
@@ -327,6 +340,9 @@ def main(program: Program, run: Callable[[Args], Any],
   except JaxcondError as err:
     print(error_line(err), file=sys.stderr, flush=True)
     return exit_code(err)
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
   return EXIT_OK
 
 

@@ -44,11 +44,12 @@ import numpy as np
 import optax
 
 import jaxcond
-from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, progress
-from jaxcond import realdata, report, steps, synthetic_io
+from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, preemption
+from jaxcond import progress, realdata, report, steps, synthetic_io
 from jaxcond import plan as plan_lib
+from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
-from jaxcond.errors import ConfigError, JaxcondError
+from jaxcond.errors import ConfigError, DataError, JaxcondError
 
 
 class DivergedError(JaxcondError):
@@ -69,10 +70,15 @@ class Paths:
 
   @classmethod
   def of(cls, workdir: str) -> "Paths":
-    workdir = os.path.abspath(workdir)
-    at = lambda name: os.path.join(workdir, name)
+    workdir = files.absolute(workdir)       # a local folder or a bucket URL (jaxcond.files)
+    at = lambda name: files.join(workdir, name)
     return cls(workdir, at("config.json"), at("metrics.jsonl"), at("eval.jsonl"),
                at("checkpoints"), at("images"), at("synthetic.npz"), at("synthetic.png"))
+
+  @property
+  def damaged(self) -> str:
+    """Where checkpoints that no longer restore are moved (never deleted)."""
+    return files.join(self.workdir, "damaged_checkpoints")
 
 
 @dataclasses.dataclass
@@ -111,25 +117,85 @@ class Run:
 
 # ----------------------------------------------------------------------------- the run
 
-def run(config, workdir: str, *, log=None) -> dict[str, Any]:
+def run(config, workdir: str, *, log=None,
+        stop: preemption.Preemption | None = None) -> dict[str, Any]:
   """Condenses `config.dataset` into `workdir` (resuming if it holds checkpoints).
 
   Returns a summary dict: steps, final loss, paths, evaluation result (or None).
-  Raises ConfigError / DataError for bad input, DivergedError when the loss goes NaN/Inf.
+  Raises ConfigError / DataError for bad input, DivergedError when the loss goes NaN/Inf,
+  files.StorageError when the workdir refuses a write, and preemption.PreemptedError
+  after SIGTERM or a first Ctrl-C (checkpoint written; docs/condense.md "Faults and
+  preemption"). `stop`: the signal handling (default `preemption.Preemption()`: a second
+  Ctrl-C raises KeyboardInterrupt; the command line's ends the process at once).
   """
   ctx = setup(config, workdir, log=log)
-  planned = plan_step(ctx)
-  source = open_real_data(ctx)
-  ckpt = checkpoint.Checkpointer(ctx.paths.checkpoints, max_to_keep=ctx.r.keep_checkpoints)
+  stop = stop or preemption.Preemption()
+  lock = None
   try:
-    state, start = init_or_resume(ctx, ckpt, source)
-    compiled, t_compile = compile_step(ctx, planned, source, state, start)
-    loop = Loop(ctx, ckpt, start)
+    with stop:
+      with stop.immediate(STARTING):
+        lock = workdir_lib.claim(ctx.paths.workdir, command=workdir_lib.current_command(),
+                                 warn=lambda line: ctx.printer(line, force=True))
+        if lock is not None:
+          stop.cleanups.append(lock.release)
+      return _stages(ctx, stop)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+STARTING = ("preempted while starting (no step run yet): nothing to save; re-run the same "
+            "command to resume")
+
+
+def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
+  """`run` after the lock: the stages, each with what a signal does there."""
+  started = STARTING
+  with stop.immediate(started):
+    planned = plan_step(ctx)
+    source = open_real_data(ctx)
+  ckpt = checkpoint.Checkpointer(ctx.paths.checkpoints, max_to_keep=ctx.r.keep_checkpoints)
+  loop, start, ok = None, 0, False
+  try:
+    with stop.immediate(started):
+      state, start = init_or_resume(ctx, ckpt, source)
+      compiled, t_compile = compile_step(ctx, planned, source, state, start)
+    loop = Loop(ctx, ckpt, start, stop)
     state = train(ctx, loop, compiled, source, state, start)
+    ok = True
+  except files.StorageError as err:
+    if loop is not None:
+      try:
+        loop.wait()             # a checkpoint save still running may complete
+      except files.StorageError:
+        pass
+    raise files.StorageError(storage_line(ctx, err, loop.confirmed if loop else start)) from None
   finally:
     source.close()
-    ckpt.close()
-  return finish(ctx, state, loop, t_compile)
+    try:
+      ckpt.close()
+    except files.StorageError as err:
+      if ok:     # otherwise the error already on its way says more
+        raise files.StorageError(storage_line(ctx, err, loop.confirmed)) from None
+  done = (f"preempted after the last step ({ctx.r.steps}): its checkpoint is in "
+          f"{ctx.paths.checkpoints}; re-run the same command to write the outputs")
+  try:
+    with stop.immediate(done):
+      return finish(ctx, state, loop, t_compile)
+  except files.StorageError as err:
+    raise files.StorageError(f"workdir {ctx.paths.workdir}: {err}; the checkpoint of step "
+                             f"{ctx.r.steps} is intact: free space (or restore access) and "
+                             f"re-run the same command to write the outputs") from None
+
+
+def storage_line(ctx: Run, err: files.StorageError, good: int) -> str:
+  """The one line of a write the storage refused before the outputs: the workdir, the
+  cause, and the checkpoint (step `good`, 0: none) that is still there to resume from."""
+  kept = (f"the checkpoint of step {good} is intact: free space (or restore access) and "
+          f"re-run the same command to resume" if good else
+          "no checkpoint was written before it: free space (or restore access) and re-run "
+          "the same command")
+  return f"workdir {ctx.paths.workdir}: {err}; {kept}"
 
 
 def setup(config, workdir: str, *, log=None) -> Run:
@@ -170,7 +236,7 @@ def open_real_data(ctx: Run) -> realdata.RealSource:
   source = realdata.open_source(ctx.d, ctx.info, ctx.s, ctx.mesh, check_counts=check)
   ctx.t_data = time.perf_counter() - t0
   if ctx.is_main:
-    os.makedirs(ctx.paths.images, exist_ok=True)
+    files.makedirs(ctx.paths.images)
   parallel.sync("jaxcond_workdir")
   return source
 
@@ -178,9 +244,8 @@ def open_real_data(ctx: Run) -> realdata.RealSource:
 def init_or_resume(ctx: Run, ckpt: checkpoint.Checkpointer, source: realdata.RealSource):
   """(state, start step): the latest checkpoint if there is one, else a new synthetic set
   (`synthetic.init` images from the real data); writes DIR/config.json."""
-  start = ckpt.latest_step() or 0
+  state, start = resume(ctx, ckpt)
   if start:
-    state = restore(ctx, ckpt, start)
     ctx.printer(f"resuming from {ctx.paths.checkpoints} at step {start}", force=True)
     if ctx.is_main:
       progress.truncate_jsonl(ctx.paths.metrics, max_step=start)
@@ -188,14 +253,55 @@ def init_or_resume(ctx: Run, ckpt: checkpoint.Checkpointer, source: realdata.Rea
   else:
     if ctx.is_main:
       for p in (ctx.paths.metrics, ctx.paths.eval):
-        if os.path.exists(p):
-          os.remove(p)
+        files.remove(p)
     syn = source.initial_synthetic(ctx.s, ctx.r.init, parallel.class_sharding(ctx.mesh, 5))
     state = jax.jit(lambda x: steps.init_state(ctx.s, x),
                     out_shardings=plan_lib.state_shardings(ctx.s, ctx.mesh))(syn)
   if ctx.is_main:
     write_config_json(ctx, start, source.identity)
   return state, start
+
+
+def resume(ctx: Run, ckpt: checkpoint.Checkpointer):
+  """(state, step) of the newest checkpoint that restores, or (None, 0) without any.
+
+  A checkpoint that does not restore (truncated or corrupt files, missing or garbled
+  metadata, arrays that do not match their checksums) is moved to DIR/damaged_checkpoints
+  with one warning line naming it and why, and the next older one is tried; every process
+  must restore a step for it to count. None restoring is a one-line DataError (nothing is
+  moved then). A checkpoint made with another trajectory is a ConfigError, not damage.
+  """
+  found = ckpt.all_steps()
+  damaged = []
+  for step in reversed(found):
+    why = ""
+    try:
+      state = restore(ctx, ckpt, step)
+    except ConfigError:
+      raise
+    except Exception as err:  # pylint: disable=broad-except  (whatever orbax raises)
+      state, why = None, checkpoint.damage_reason(err)
+    oks = parallel.host_allgather(np.int32(not why)).reshape(-1)
+    if oks.all():
+      break
+    damaged.append((step, why or "it does not restore on another process"))
+  else:
+    if found:
+      step, why = damaged[0]
+      raise DataError(
+          f"checkpoints: none of the {len(found)} checkpoint(s) in {ctx.paths.checkpoints} "
+          f"restores (newest, step {step}: {why}); move them away to start again, or use "
+          f"another --workdir")
+    return None, 0
+  if damaged:
+    if ctx.is_main:
+      for bad, why in damaged:
+        dest = ckpt.move_aside(bad, ctx.paths.damaged)
+        ctx.printer(f"warning: checkpoint step {bad} in {ctx.paths.checkpoints} is damaged "
+                    f"({why}); moved to {dest}; resuming from step {step}", force=True)
+    parallel.sync("jaxcond_damaged_moved")
+    ckpt.reload()
+  return state, step
 
 
 def restore(ctx: Run, ckpt: checkpoint.Checkpointer, step: int):
@@ -244,10 +350,16 @@ def train(ctx: Run, loop: "Loop", compiled, source: realdata.RealSource, state, 
     save_grid(ctx, state, "init.png", f"initial set ({r.init})", 0)
   source.start(start, r.steps)
   step = start
+  if step < r.steps and loop.stop.should_stop(step):
+    loop.preempt(step, state)
+  previous = None
   while step < r.steps:
     state, m = compiled(state, *source.step_args(step), jnp.int32(step))
     step += 1
     loop.pending.append((step - 1, m))   # loss of the state before update `step`
+    if previous is not None:   # at most one step queued behind this one: a stop is quick
+      previous.block_until_ready()
+    previous = m["loss"]
     if step % r.log_every == 0 or step == r.steps:
       loop.flush(step)
     if r.checkpoint_every and step % r.checkpoint_every == 0 and step < r.steps:
@@ -256,11 +368,21 @@ def train(ctx: Run, loop: "Loop", compiled, source: realdata.RealSource, state, 
       save_grid(ctx, state, f"step_{step:07d}.png", f"step {step}", step)
     if r.eval_every and ctx.e is not None and step % r.eval_every == 0 and step < r.steps:
       loop.check()
-      in_loop_eval(ctx, state, step, loop)
+      if loop.stop.active and not loop.stop.multi:
+        # a stop during the evaluation (minutes) then loses nothing: the step is saved
+        if loop.last_good != step:
+          loop.save(step, state, grid=False)
+        loop.wait()
+      with loop.stop.immediate(
+          f"preempted at step {step} during its evaluation: checkpoint written to "
+          f"{ctx.paths.checkpoints}; re-run the same command to resume"):
+        in_loop_eval(ctx, state, step, loop)
+    if step < r.steps and loop.stop.should_stop(step):
+      loop.preempt(step, state)
   loop.flush(step)
   if not loop.ckpt.all_steps() or loop.ckpt.latest_step() != step:
     loop.save(step, state)
-  loop.ckpt.wait()
+  loop.wait()
   return state
 
 
@@ -270,7 +392,7 @@ def finish(ctx: Run, state, loop: "Loop", t_compile: float) -> dict[str, Any]:
   x_host = parallel.to_host(state["syn"])[:ctx.num_classes]
   out = export(ctx, x_host, step)
   done = [rec for rec in (progress.read_jsonl(ctx.paths.eval)
-                          if os.path.exists(ctx.paths.eval) else [])
+                          if files.exists(ctx.paths.eval) else [])
           if rec.get("step") == step]
   result = None
   if done:
@@ -294,10 +416,14 @@ class Loop:
   """The loop's bookkeeping: metrics still on the device, the NaN/Inf check, one log line
   per interval (metrics.jsonl and the terminal), checkpoints and evaluation records."""
 
-  def __init__(self, ctx: Run, ckpt: checkpoint.Checkpointer, start: int):
+  def __init__(self, ctx: Run, ckpt: checkpoint.Checkpointer, start: int,
+               stop: preemption.Preemption | None = None):
     self.ctx, self.ckpt = ctx, ckpt
+    self.stop = stop or preemption.Preemption()   # not entered: never asks to stop
     self.pending: list = []        # (step, metrics on the device) not yet logged
     self.last_good = start         # newest checkpoint step (0: none)
+    self.confirmed = start         # newest checkpoint known to be on disk
+    self._unconfirmed: int | None = None
     self.interval_start = start
     self.last_loss = float("nan")
     self.timer = progress.Timer()
@@ -345,15 +471,39 @@ class Loop:
     self.ctx.printer(progress.progress_line(step_now, steps_total, mean["loss"], ips,
                                           step_time * (steps_total - step_now), terms))
 
-  def save(self, step_now: int, state) -> None:
+  def save(self, step_now: int, state, *, grid: bool = True) -> None:
     """Checks the metrics, then an asynchronous checkpoint and the step's grid."""
     self.check()
     r = self.ctx.r
+    self.wait()                 # the previous save (orbax runs one at a time anyway)
     self.ckpt.save(step_now, state, {"step": step_now, "config_hash": r.config_hash,
                                      "trajectory": dict(r.trajectory),
                                      "versions": versions()})
-    self.last_good = step_now
-    save_grid(self.ctx, state, f"step_{step_now:07d}.png", f"step {step_now}", step_now)
+    self._unconfirmed = self.last_good = step_now
+    if grid:
+      save_grid(self.ctx, state, f"step_{step_now:07d}.png", f"step {step_now}", step_now)
+
+  def wait(self) -> None:
+    """Waits for the running checkpoint save (StorageError if the storage refused it)."""
+    self.ckpt.wait()
+    if self._unconfirmed is not None:
+      self.confirmed, self._unconfirmed = self._unconfirmed, None
+
+  def preempt(self, step_now: int, state) -> None:
+    """Stops after `step_now` on a signal (`jaxcond.preemption`): logs the steps since the
+    last line, writes the checkpoint (no grid: the machine has seconds left), waits for
+    it, and raises PreemptedError with the one line to print."""
+    self.flush(step_now)
+    if self.last_good != step_now:
+      self.save(step_now, state, grid=False)
+    self.wait()
+    where = self.ctx.paths.checkpoints
+    if step_now == 0:
+      line = "preempted at step 0: nothing to save; re-run the same command to start"
+    else:
+      line = (f"preempted at step {step_now}: checkpoint written to {where}; re-run the "
+              f"same command to resume")
+    raise self.stop.error(line)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -361,6 +511,8 @@ class Loop:
 def check_workdir(workdir: str) -> None:
   """One-line ConfigError before any data is read: `workdir` must be (or be creatable
   as) a writable folder."""
+  if files.is_remote(workdir):
+    return      # a bucket: the lock and the shared-workdir check write there first
   p = os.path.abspath(os.fspath(workdir))
   if os.path.exists(p) and not os.path.isdir(p):
     raise ConfigError(f"workdir: {p} is a file, not a folder; pass a folder for the outputs")
@@ -441,7 +593,7 @@ def save_grid(ctx: Run, state, name: str, what: str, step: int) -> None:
   x = parallel.to_host(state["syn"])[:ctx.num_classes]
   if ctx.is_main:
     sset = synthetic_set(x, ctx.s, ctx.info, step)
-    grids.save_set_grid(os.path.join(ctx.paths.images, name), sset,
+    grids.save_set_grid(files.join(ctx.paths.images, name), sset,
                          title=grids.set_title(sset, what))
 
 
@@ -586,8 +738,9 @@ PROGRAM = cli.Program(
               "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "
               "--workdir runs/c10_m3d_10 --config.steps=2000"),
     flags=(
-        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
-                 "(or env JAX_COORDINATOR_ADDRESS)"),
+        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run, "
+                 "or auto (TPU VM slices, SLURM, ...: JAX finds it; the same command on "
+                 "every worker) (or env JAX_COORDINATOR_ADDRESS)"),
         cli.flag("num_processes", "processes in a multi-process run", type=int),
         cli.flag("process_id", "this process's index", type=int),
         cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
@@ -601,8 +754,11 @@ PROGRAM = cli.Program(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """`python -m jaxcond.condense`; exit status 0 done, 2 bad input, 1 diverged (cli)."""
+  """`python -m jaxcond.condense`; exit status 0 done, 2 bad input, 1 diverged or a write
+  the storage refused, 3 preempted (checkpoint written; cli)."""
   def go(a: cli.Args):
+    if not a.flags.plan:
+      preemption.install_early(STARTING)
     if a.flags.plan:
       plan_lib.setup_fake_devices(a.flags.devices)
       print(json.dumps(plan_lib.run_plan(a.config, a.flags.devices or 0)), flush=True)
@@ -610,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     f = a.flags
     ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
     parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
-    run(a.config, a.workdir)
+    run(a.config, a.workdir, stop=preemption.Preemption(command_line=True))
   return cli.main(PROGRAM, go, argv)
 
 

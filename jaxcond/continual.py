@@ -19,7 +19,12 @@ Memories (all under the same orders, evaluation protocol and evaluation seeds):
 
 Resume: each (order, step, memory) writes `DIR/order<o>/step<t>/<memory>.npz` (the new
 classes' part of the memory) and `<memory>.json` (its evaluation); anything already on
-disk is loaded, not recomputed. Outputs: `DIR/results.json` (`accuracy`: memory -> mean
+disk is loaded, not recomputed. SIGTERM or a first Ctrl-C (`jaxcond.preemption`) lets the
+(order, step, memory) being computed finish and write its files, then stops with one line
+and exit status 3; re-running the same command resumes and gives the same results.json.
+A run locks its workdir for its orders and memories (`DIR/lock.<orders>.<memories>.json`,
+`jaxcond.workdir`): other orders or memories may run in other processes on the same
+workdir, the same ones may not. Outputs: `DIR/results.json` (`accuracy`: memory -> mean
 over orders per step; `accuracy_per_order` beside it), `DIR/results.md`, `DIR/accuracy.png`.
 
 Choices (NOT FOUND in the sources): the network keeps a head over all classes of the
@@ -36,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -45,8 +49,9 @@ import numpy as np
 
 import jax
 
-from jaxcond import baselines, cli, condense, configs, data, evaluate, files, rng
+from jaxcond import baselines, cli, condense, configs, data, evaluate, files, preemption, rng
 from jaxcond import synthetic_io
+from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError, DataError
 
@@ -183,8 +188,8 @@ def make_part(m: str, new, o: int, t: int, s: ContinualSettings, splits: "Splits
 # ----------------------------------------------------------------------------- the run
 
 def _paths(workdir, order, step, memory):
-  d = os.path.join(workdir, f"order{order}", f"step{step}")
-  return d, os.path.join(d, f"{memory}.npz"), os.path.join(d, f"{memory}.json")
+  d = files.join(workdir, f"order{order}", f"step{step}")
+  return d, files.join(d, f"{memory}.npz"), files.join(d, f"{memory}.json")
 
 
 def settings_from_config(config, num_classes: int) -> ContinualSettings:
@@ -217,13 +222,18 @@ def load_splits(config, info, loader, need_norm: bool) -> Splits:
 
 
 def run_memory(m: str, o: int, groups, s: ContinualSettings, splits: Splits, mcfgs, esettings,
-               workdir: str, log: Callable) -> tuple[list, list, float, float]:
+               workdir: str, log: Callable, stop: preemption.Preemption | None = None
+               ) -> tuple[list, list, float, float]:
   """One memory along one class order: (accuracy per step, std per step, seconds to make
-  the memory, evaluation seconds). Every (step, memory) is read back when on disk."""
+  the memory, evaluation seconds). Every (step, memory) is read back when on disk; before
+  computing one that is not, a requested stop (`stop`) ends the run."""
   memory = Memory()
   accs, stds, cost, eval_s = [], [], 0.0, 0.0
   for t, new in enumerate(groups):
     _, npz, js = _paths(workdir, o, t, m)
+    if stop is not None and not (files.exists(npz) and files.exists(js)):
+      stop.between(f"preempted before order {o} step {t + 1}/{s.num_steps} {m}: every "
+                   f"finished result is in {workdir}; re-run the same command to resume")
     part = files.cached_npz(npz, lambda: make_part(m, new, o, t, s, splits, mcfgs))
     cost += float(json.loads(str(part["meta"])).get("seconds", 0.0))
     memory.add(part["x"], part["y"])
@@ -238,12 +248,13 @@ def run_memory(m: str, o: int, groups, s: ContinualSettings, splits: Splits, mcf
   return accs, stds, cost, eval_s
 
 
-def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
-        ) -> dict[str, Any]:
+def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None,
+        stop: preemption.Preemption | None = None) -> dict[str, Any]:
   """The continual-learning experiment of `config` into `workdir` (resuming); returns
   the results dict also written to `workdir/results.json`.
 
   loader(split) -> (uint8 images, labels) and info (DatasetInfo) default to jaxcond.data.
+  stop: the signal handling (module docstring; default `preemption.Preemption()`).
   """
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
@@ -255,12 +266,28 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   mcfgs = {m: condense.classes_config(config, m) for m in s.memories if m in CONDENSED}
   for c in mcfgs.values():
     configs.validate(c)
-  splits = load_splits(config, info, loader, bool(set(s.memories) & set(SELECTED)))
-  os.makedirs(workdir, exist_ok=True)
+  name = (f"orders-{'-'.join(str(o) for o in s.orders)}."
+          f"memories-{'-'.join(s.memories)}")
+  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
+  stop = stop or preemption.Preemption()
+  stop.cleanups.append(lock.release)
+  try:
+    with stop:
+      return _experiment(config, workdir, log, loader, info, s, esettings, mcfgs, stop)
+  finally:
+    lock.release()
+
+
+def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esettings, mcfgs,
+                stop: preemption.Preemption) -> dict[str, Any]:
+  """`run` once its workdir is locked."""
+  with stop.immediate("preempted while loading the data: nothing to save; re-run the "
+                      "same command to resume"):
+    splits = load_splits(config, info, loader, bool(set(s.memories) & set(SELECTED)))
   # Orders and memories are independent (their own files), so they are not part of the
   # protocol: they may run in separate processes on one workdir, or a few memories first,
   # and then one run lists them all.
-  files.check_same_record(os.path.join(workdir, "protocol.json"), {
+  files.check_same_record(files.join(workdir, "protocol.json"), {
       "settings": {k: v for k, v in dataclasses.asdict(s).items()
                    if k not in ("orders", "memories")},
       "eval": esettings.to_dict(), "dataset": info.name,
@@ -276,7 +303,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     log(f"order {o}: " + " | ".join(",".join(map(str, g)) for g in groups_of[o]))
     for m in s.memories:
       accs, stds, secs, e_s = run_memory(m, o, groups_of[o], s, splits, mcfgs, esettings,
-                                         workdir, log)
+                                         workdir, log, stop)
       per_order[m].append(accs)
       cost[m] += secs
       eval_s += e_s
@@ -284,7 +311,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
                       eval_s=eval_s, wall_s=time.perf_counter() - t_start)
   table = results_table(results)
   files.write_results(workdir, results, table)
-  plot(results, os.path.join(workdir, "accuracy.png"))
+  plot(results, files.join(workdir, "accuracy.png"))
   log(table)
   return results
 
@@ -342,7 +369,8 @@ def plot(results: dict, path: str) -> str:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path)
+  with files.atomic_write(path) as f:
+    fig.savefig(f, format="png")
   plt.close(fig)
   return path
 
@@ -362,7 +390,8 @@ PROGRAM = cli.Program(
 
 def main(argv=None) -> int:
   """`python -m jaxcond.continual --config experiments/continual.py:ARG --workdir DIR`."""
-  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir), argv)
+  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir,
+                                         stop=preemption.Preemption(command_line=True)), argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxcond import cli, synthetic_io
+from jaxcond import cli, files, synthetic_io
 from jaxcond.errors import ConfigError, DataError
 
 FORMATS = ("imagefolder", "dcbench")
@@ -33,7 +33,7 @@ FORMATS = ("imagefolder", "dcbench")
 def _set_path(src) -> str:
   """WORKDIR or a synthetic.npz path -> the synthetic.npz path."""
   src = os.fspath(src)
-  return os.path.join(src, "synthetic.npz") if os.path.isdir(src) else src
+  return files.join(src, "synthetic.npz") if files.isdir(src) else src
 
 
 def class_folder(index: int, name: str, num_classes: int) -> str:
@@ -44,6 +44,10 @@ def class_folder(index: int, name: str, num_classes: int) -> str:
 
 
 def _check_out(out: str) -> None:
+  if files.is_remote(out):
+    if files.exists(out) and files.listdir(out):
+      raise ConfigError(f"--out: {out} is not empty; pass a new or empty folder")
+    return
   if os.path.exists(out) and not os.path.isdir(out):
     raise ConfigError(f"--out: {out} is a file, not a folder")
   if os.path.isdir(out) and os.listdir(out):
@@ -61,12 +65,12 @@ def to_imagefolder(sset, out: str) -> list[str]:
   pixels = sset.pixels("train")
   folders = []
   for c, name in enumerate(sset.class_names):
-    d = os.path.join(out, class_folder(c, name, sset.num_classes))
-    os.makedirs(d, exist_ok=True)
+    d = files.join(out, class_folder(c, name, sset.num_classes))
+    files.makedirs(d)
     folders.append(d)
     for k, img in enumerate(pixels[sset.y == c]):
-      Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
-          os.path.join(d, f"{k:05d}.png"))
+      with files.atomic_write(files.join(d, f"{k:05d}.png")) as f:
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(f, format="PNG")
   return folders
 
 
@@ -78,14 +82,14 @@ def to_dcbench(sset, out: str, *, unit: bool = False) -> str:
   else:
     images = (pixels - np.asarray(sset.mean, np.float32)) / np.asarray(sset.std, np.float32)
   labels = np.eye(sset.num_classes, dtype=np.float32)[sset.y]
-  os.makedirs(out, exist_ok=True)
+  files.makedirs(out)
   name = f"{sset.method or 'set'}_{sset.dataset or 'data'}_ipc{sset.ipc}.npz"
-  path = os.path.join(out, name)
-  np.savez(path, images=images.astype(np.float32), labels=labels,
-           mean=np.asarray(sset.mean if not unit else [0.0] * len(sset.mean), np.float32),
-           std=np.asarray(sset.std if not unit else [1.0] * len(sset.std), np.float32),
-           class_names=np.asarray(sset.class_names, dtype=np.str_))
-  return path
+  path = files.join(out, name)
+  return files.write_npz(
+      path, images=images.astype(np.float32), labels=labels,
+      mean=np.asarray(sset.mean if not unit else [0.0] * len(sset.mean), np.float32),
+      std=np.asarray(sset.std if not unit else [1.0] * len(sset.std), np.float32),
+      class_names=np.asarray(sset.class_names, dtype=np.str_))
 
 
 def export(src, fmt: str, out, *, unit: bool = False) -> str:
@@ -96,7 +100,7 @@ def export(src, fmt: str, out, *, unit: bool = False) -> str:
   if unit and fmt != "dcbench":
     raise ConfigError("--unit: only for --format dcbench (imagefolder PNGs are uint8 pixels)")
   src_path = _set_path(src)
-  if not os.path.exists(src_path):
+  if not files.exists(src_path):
     raise DataError(f"{src_path}: no synthetic set here (expected a jaxcond.condense "
                     "workdir holding synthetic.npz, or the .npz itself)")
   out = os.fspath(out)

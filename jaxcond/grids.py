@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
+
+from jaxcond import files
 
 
 def denormalize(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -50,9 +53,8 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, **kwargs) -> str:
   if canvas.shape[-1] == 1:
     canvas = canvas[..., 0]
   path = os.fspath(path)
-  tmp = path + ".tmp.png"
-  Image.fromarray(canvas).save(tmp)
-  os.replace(tmp, path)
+  with files.atomic_write(path) as f:
+    Image.fromarray(canvas).save(f, format="PNG")
   return path
 
 
@@ -212,8 +214,14 @@ def grid_files(path: str | os.PathLike) -> list[str]:
   """The PNG files a `save_set_grid(path, ...)` wrote: `path`, or its `_pNN` pages."""
   path = os.fspath(path)
   stem, ext = os.path.splitext(path)
-  pages = sorted(glob.glob(glob.escape(stem) + "_p[0-9][0-9]" + (ext or ".png")))
-  return ([path] if os.path.exists(path) else []) + pages
+  if files.is_remote(path):
+    folder, name = files.dirname(stem), files.basename(stem)
+    pat = re.compile(re.escape(name) + r"_p[0-9][0-9]" + re.escape(ext or ".png") + "$")
+    pages = ([files.join(folder, n) for n in files.listdir(folder) if pat.match(n)]
+             if files.isdir(folder) else [])
+  else:
+    pages = sorted(glob.glob(glob.escape(stem) + "_p[0-9][0-9]" + (ext or ".png")))
+  return ([path] if files.exists(path) else []) + pages
 
 
 def set_title(sset, what: str = "") -> str:
@@ -242,9 +250,8 @@ def save_set_grid(path: str | os.PathLike, sset, *, title: str | None = None,
   paths = page_paths(path, len(pages))
   for old in grid_files(path):
     if old not in paths:
-      os.remove(old)
+      files.remove(old)
   for page, p in zip(pages, paths):
-    tmp = p + ".tmp.png"
-    page.save(tmp, optimize=False)
-    os.replace(tmp, p)
+    with files.atomic_write(p) as f:
+      page.save(f, format="PNG", optimize=False)
   return paths

@@ -25,7 +25,12 @@ seconds each proxy costs (condensation + training of every architecture), and
 `architectures`: name -> {proxy: mean accuracy}.
 
 Resume: every (architecture, proxy) writes `DIR/archs/<arch>/<proxy>.json` when it
-finishes and is never retrained; the proxy sets are saved in `DIR/proxies/`.
+finishes and is never retrained; the proxy sets are saved in `DIR/proxies/`. SIGTERM or a
+first Ctrl-C (`jaxcond.preemption`) lets the proxy set or (architecture, proxy) being
+computed finish and write its file, then stops with one line and exit status 3;
+re-running the same command resumes and gives the same results.json. A run locks its
+workdir (`DIR/lock.json`; `DIR/lock.shard-i-of-n.json` for a `nas.shard`, so shards
+share a workdir and the same shard twice does not).
 The `num_nets` networks of one architecture (different seeds) train together, vmapped or
 unrolled as `jaxcond.evaluate.train_and_test` does on this backend; architectures (which
 differ in shape) train one after another.
@@ -37,7 +42,6 @@ import functools
 import itertools
 import json
 import math
-import os
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -46,7 +50,9 @@ import numpy as np
 
 import jax
 
-from jaxcond import cli, condense, configs, data, evaluate, files, nets, rng, synthetic_io
+from jaxcond import cli, condense, configs, data, evaluate, files, nets, preemption, rng
+from jaxcond import synthetic_io
+from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
@@ -218,8 +224,14 @@ def shard_archs(archs, shard: str) -> list:
   return list(archs)[i::n]
 
 
-def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
-  """(images, labels, seconds to make) of a proxy set, saved under DIR/proxies/."""
+def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log, stop=None):
+  """(images, labels, seconds to make) of a proxy set, saved under DIR/proxies/; before
+  making one that is not there, a requested stop (`stop`) ends the run."""
+  path = files.join(workdir, "proxies", f"{name}.npz")
+  if stop is not None and not files.exists(path):
+    stop.between(f"preempted before making the {name} proxy set: every finished result is "
+                 f"in {workdir}; re-run the same command to resume")
+
   def make():
     t0 = time.perf_counter()
     if name == "random":
@@ -234,7 +246,7 @@ def _proxy_set(name, config, s, info, x_u8, y, x_norm, workdir, log):
       yy = np.repeat(np.arange(info.num_classes, dtype=np.int32), len(x) // info.num_classes)
     return {"x": x, "y": yy, "seconds": time.perf_counter() - t0}
 
-  f = files.cached_npz(os.path.join(workdir, "proxies", f"{name}.npz"), make)
+  f = files.cached_npz(path, make)
   return f["x"], f["y"], float(f["seconds"])
 
 
@@ -279,10 +291,11 @@ def train_arch(a: Arch, p: str, x, yy, xt, yt, settings, info, seed: int) -> dic
           "epochs": settings.epochs, "num_train": int(len(yy))}
 
 
-def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None
-        ) -> dict[str, Any]:
+def run(config, workdir: str, *, log: Callable | None = print, loader=None, info=None,
+        stop: preemption.Preemption | None = None) -> dict[str, Any]:
   """The architecture search of `config` into `workdir` (resuming); returns the results
-  dict also written to `workdir/results.json`."""
+  dict also written to `workdir/results.json`. stop: the signal handling (module
+  docstring; default `preemption.Preemption()`)."""
   if not workdir:
     raise ConfigError("workdir: required (--workdir DIR)")
   log = log or (lambda _: None)
@@ -292,9 +305,26 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   evals = eval_settings(config, s)
   for a in s.archs:   # ConfigError for a bad variant before any training
     arch_net(a, info.num_classes, tuple(int(v) for v in info.image_shape))
-  x_u8, y, x_norm, xt, yt = load_data(config, s, info, loader)
-  os.makedirs(workdir, exist_ok=True)
-  files.check_same_record(os.path.join(workdir, "search.json"),
+  shard = str(config.nas.get("shard", "") or "")
+  mine = shard_archs(s.archs, shard)
+  name = "shard-{}-of-{}".format(*shard.split("/")) if shard else ""
+  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
+  stop = stop or preemption.Preemption()
+  stop.cleanups.append(lock.release)
+  try:
+    with stop:
+      return _search(config, workdir, log, loader, info, s, evals, mine, stop)
+  finally:
+    lock.release()
+
+
+def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,
+            stop: preemption.Preemption) -> dict[str, Any]:
+  """`run` once its workdir is locked."""
+  with stop.immediate("preempted while loading the data: nothing to save; re-run the "
+                      "same command to resume"):
+    x_u8, y, x_norm, xt, yt = load_data(config, s, info, loader)
+  files.check_same_record(files.join(workdir, "search.json"),
                           {"settings": json.loads(json.dumps(dataclasses.asdict(s))),
                            "eval": evals["base"].to_dict(), "dataset": info.name,
                            "condense": {p: configs.to_jsonable(config.methods[p])
@@ -304,7 +334,7 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   sets, make_s = {}, {}
   for p in s.proxies:
     if p != "early":
-      x, yy, make_s[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log)
+      x, yy, make_s[p] = _proxy_set(p, config, s, info, x_u8, y, x_norm, workdir, log, stop)
       sets[p] = (x, yy)
   sets["early"] = sets["whole"] = (x_norm, y.astype(np.int32))
   runs = list(s.proxies) + ["whole"]
@@ -312,15 +342,17 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   secs: dict[str, float] = {p: 0.0 for p in runs}
   t_start = time.perf_counter()
   trained = 0
-  mine = shard_archs(s.archs, str(config.nas.get("shard", "") or ""))
   for ai, a in enumerate(s.archs):
     if a not in mine:
       continue
     acc[a.name] = {}
     for p in runs:
-      path = os.path.join(workdir, "archs", a.name, f"{p}.json")
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      trained += not os.path.exists(path)
+      path = files.join(workdir, "archs", a.name, f"{p}.json")
+      if not files.exists(path):
+        stop.between(f"preempted before training {a.name} on {p}: every finished result is "
+                     f"in {workdir}; re-run the same command to resume")
+        files.makedirs(files.dirname(path))
+        trained += 1
       rec = files.cached_json(path, lambda: train_arch(a, p, *sets[p], xt, yt, evals[p], info,
                                                        s.seed))
       acc[a.name][p] = rec["mean"]
@@ -398,7 +430,8 @@ PROGRAM = cli.Program(
 
 def main(argv=None) -> int:
   """`python -m jaxcond.nas --config experiments/nas.py:ARG --workdir DIR`."""
-  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir), argv)
+  return cli.main(PROGRAM, lambda a: run(a.config, a.workdir,
+                                         stop=preemption.Preemption(command_line=True)), argv)
 
 
 if __name__ == "__main__":

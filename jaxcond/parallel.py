@@ -37,8 +37,23 @@ def initialize_distributed(coordinator_address: str | None = None,
   `JAX_PROCESS_ID`). Nothing happens without a coordinator address or with one process,
   so single-machine runs never touch the distributed runtime. On CPU the cross-process
   collectives use gloo (jax's default `jax_cpu_collectives_implementation`).
+
+  `coordinator_address="auto"`: JAX finds the coordinator, the process count and this
+  process's index itself (`jax.distributed.initialize()` without arguments: Cloud TPU VM
+  slices, GKE TPU, SLURM, Open MPI, Kubernetes), so every worker runs the same command.
   """
   coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  if coordinator_address == "auto":
+    if jax.distributed.is_initialized():
+      return jax.process_count() > 1
+    try:
+      jax.distributed.initialize(local_device_ids=local_device_ids)
+    except (ValueError, RuntimeError) as err:
+      first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+      raise ConfigError(f"coordinator_address: auto found no cluster to join ({first}); give "
+                        f"--coordinator_address=HOST:PORT --num_processes=N "
+                        f"--process_id=I") from None
+    return jax.process_count() > 1
   if num_processes is None and os.environ.get("JAX_NUM_PROCESSES"):
     num_processes = int(os.environ["JAX_NUM_PROCESSES"])
   if process_id is None and os.environ.get("JAX_PROCESS_ID"):
@@ -147,6 +162,14 @@ def host_allgather(x) -> np.ndarray:
   if jax.process_count() == 1:
     return x[None]
   return np.asarray(multihost_utils.process_allgather(x))
+
+
+def broadcast_from_first(x) -> np.ndarray:
+  """Process 0's value of a small host array, on every process (itself with one process)."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x
+  return np.asarray(multihost_utils.broadcast_one_to_all(x))
 
 
 def sync(name: str) -> None:

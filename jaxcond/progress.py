@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 
 import numpy as np
 
+from jaxcond import files
+
 T = TypeVar("T")
 
 DEFAULT_EVERY_S = 5.0
@@ -211,7 +213,8 @@ class Timer:
 # ------------------------------------------------------------------ JSON-lines history
 
 class JsonlWriter:
-  """Appends one JSON object per line and flushes, so a killed run keeps its history."""
+  """Appends one JSON object per line and flushes, so a killed run keeps its history.
+  Through `jaxcond.files` (local or bucket paths); a failed append leaves no half line."""
 
   def __init__(self, path: str | os.PathLike, enabled: bool = True):
     self.path = os.fspath(path)
@@ -220,25 +223,31 @@ class JsonlWriter:
   def write(self, record: dict[str, Any]) -> None:
     if not self.enabled:
       return
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps(_jsonable(record), sort_keys=False) + "\n")
+    files.append_text(self.path, json.dumps(_jsonable(record), sort_keys=False) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The records of a JSON-lines file; a last line cut short (a machine that died while
+  appending it) is skipped."""
+  lines = [line for line in files.read_text(path).splitlines() if line.strip()]
+  out = []
+  for i, line in enumerate(lines):
+    try:
+      out.append(json.loads(line))
+    except ValueError:
+      if i < len(lines) - 1:
+        raise
+  return out
 
 
 def truncate_jsonl(path: str | os.PathLike, *, max_step: int) -> None:
   """Drops records with `step > max_step` (lines a killed run wrote past its last
-  checkpoint), so a resumed run's metrics file has no duplicated steps."""
+  checkpoint), so a resumed run's metrics file has no duplicated steps (atomic rewrite)."""
   path = os.fspath(path)
-  if not os.path.exists(path):
+  if not files.exists(path):
     return
   keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
-  with open(path, "w", encoding="utf-8") as f:
-    for r in keep:
-      f.write(json.dumps(r) + "\n")
+  files.write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def _jsonable(x):

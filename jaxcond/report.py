@@ -4,12 +4,14 @@ evaluations (results.json), config and versions.
 
 The page is self-contained: inline CSS, no scripts, no fonts, images as relative PNG paths,
 so it opens from a laptop copy of the folder with no network. The grids it shows are drawn
-by `jaxcond.grids`; terminal lines and JSON-lines files are `jaxcond.progress`'s.
+by `jaxcond.grids`; terminal lines and JSON-lines files are `jaxcond.progress`'s. Every
+read and write goes through `jaxcond.files`, so WORKDIR may be a bucket (`gs://...`).
 """
 from __future__ import annotations
 
 import dataclasses
 import html
+import io
 import json
 import math
 import os
@@ -44,8 +46,7 @@ details{margin:6px 0} code{background:#f4f4f4;padding:1px 3px}
 
 def _read_json(path):
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    return files.read_json(path)
   except (OSError, ValueError):
     return None
 
@@ -54,16 +55,30 @@ def _read_jsonl_safe(path) -> list[dict]:
   """Records of a JSONL file; a half-written last line (killed run) is skipped."""
   out = []
   try:
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        try:
-          if line.strip():
-            out.append(json.loads(line))
-        except ValueError:
-          continue
-  except OSError:
-    pass
+    text = files.read_text(path)
+  except (OSError, ValueError):
+    return out
+  for line in text.splitlines():
+    try:
+      if line.strip():
+        out.append(json.loads(line))
+    except ValueError:
+      continue
   return out
+
+
+def _save_figure(fig, path: str) -> str:
+  """The figure as a PNG at `path`, written atomically through `jaxcond.files`."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png")
+  return files.write_bytes(path, buf.getvalue())
+
+
+def _rel(p: str, workdir: str) -> str:
+  """`p` relative to `workdir`, with `/` separators (local paths or URLs)."""
+  if files.is_remote(workdir):
+    return p[len(workdir.rstrip("/")) + 1:] if p.startswith(workdir.rstrip("/") + "/") else p
+  return os.path.relpath(p, workdir).replace(os.sep, "/")
 
 
 def _num(v) -> float:
@@ -113,8 +128,7 @@ def plot_losses(metrics: list[dict], path: str) -> str | None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path)
-  return path
+  return _save_figure(fig, path)
 
 
 def plot_accuracy(evals: list[dict], path: str) -> str | None:
@@ -137,8 +151,7 @@ def plot_accuracy(evals: list[dict], path: str) -> str | None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path)
-  return path
+  return _save_figure(fig, path)
 
 
 def plot_speed(metrics: list[dict], path: str) -> str | None:
@@ -158,8 +171,7 @@ def plot_speed(metrics: list[dict], path: str) -> str | None:
   ax.set_title("step time (first interval includes warm-up)")
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path)
-  return path
+  return _save_figure(fig, path)
 
 
 def _esc(x) -> str:
@@ -202,14 +214,22 @@ def find_results(workdir: str) -> list[tuple[str, dict]]:
   """(relative path, record) of every results.json in `workdir` and its subfolders (the
   evaluations of the set and of baselines run with `--workdir` there), sorted by path."""
   found = []
-  for root, dirs, names in os.walk(workdir):
-    dirs[:] = sorted(d for d in dirs if d not in ("checkpoints", REPORT_DIR, "images"))
-    if os.path.relpath(root, workdir).count(os.sep) >= 3:
-      dirs[:] = []
+  skip = ("checkpoints", REPORT_DIR, "images", "damaged_checkpoints")
+
+  def visit(folder: str, depth: int) -> None:
+    names = files.listdir(folder)
     if "results.json" in names:
-      rec = _read_json(os.path.join(root, "results.json"))
+      rec = _read_json(files.join(folder, "results.json"))
       if isinstance(rec, dict):
-        found.append((os.path.relpath(os.path.join(root, "results.json"), workdir), rec))
+        found.append((_rel(files.join(folder, "results.json"), workdir), rec))
+    if depth >= 4:       # as deep as a workdir's eval/<model>/... folders go
+      return
+    for name in names:
+      sub = files.join(folder, name)
+      if name not in skip and not name.endswith(".npz") and files.isdir(sub):
+        visit(sub, depth + 1)
+
+  visit(files.absolute(workdir), 0)
   return sorted(found)
 
 
@@ -244,13 +264,13 @@ class _Run:
 
 
 def _read_run(workdir: str) -> _Run:
-  if not os.path.isdir(workdir):
+  if not files.isdir(workdir):
     raise DataError(f"{workdir}: not a folder (expected a jaxcond run's --workdir)")
-  cfg = _read_json(os.path.join(workdir, "config.json")) or {}
-  metrics = _read_jsonl_safe(os.path.join(workdir, "metrics.jsonl"))
-  evals = _read_jsonl_safe(os.path.join(workdir, "eval.jsonl"))
+  cfg = _read_json(files.join(workdir, "config.json")) or {}
+  metrics = _read_jsonl_safe(files.join(workdir, "metrics.jsonl"))
+  evals = _read_jsonl_safe(files.join(workdir, "eval.jsonl"))
   results = find_results(workdir)
-  has_npz = os.path.isfile(os.path.join(workdir, "synthetic.npz"))
+  has_npz = files.exists(files.join(workdir, "synthetic.npz"))
   if not (cfg or metrics or has_npz or results):
     raise DataError(f"{workdir}: no config.json, metrics.jsonl, synthetic.npz or "
                     "results.json here; not a jaxcond workdir")
@@ -266,7 +286,7 @@ def _plots(run: _Run, out_dir: str) -> tuple[list[tuple[str, str]], bool]:
       ("speed.png", plot_speed, run.metrics, "Step time and throughput")):
     if not data:
       continue
-    got = fn(data, os.path.join(out_dir, name))
+    got = fn(data, files.join(out_dir, name))
     if got is None:
       plots_missing = True
     else:
@@ -282,7 +302,7 @@ def _head(run: _Run) -> list[str]:
   return [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
           f"<style>{_CSS}</style></head><body>",
           f"<h1>{_esc(title)}</h1>",
-          f"<p class='muted'>{_esc(os.path.abspath(run.workdir))} · report written "
+          f"<p class='muted'>{_esc(files.absolute(run.workdir))} · report written "
           f"{_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>"]
 
 
@@ -350,12 +370,12 @@ def _curves(figures: list[tuple[str, str]], plots_missing: bool) -> list[str]:
 
 def _grid_section(workdir: str) -> list[str]:
   parts = ["<h2>Synthetic set</h2>"]
-  final = grids.grid_files(os.path.join(workdir, "synthetic.png"))
-  init = grids.grid_files(os.path.join(workdir, "images", "init.png"))
+  final = grids.grid_files(files.join(workdir, "synthetic.png"))
+  init = grids.grid_files(files.join(workdir, "images", "init.png"))
   if not final:
     parts.append("<p class='muted'>No final grid yet (synthetic.png).</p>")
   for i, p in enumerate(final):
-    rel = os.path.relpath(p, workdir).replace(os.sep, "/")
+    rel = _rel(p, workdir)
     if i < INLINE_PAGES:
       parts.append(f"<img src='{_esc(rel)}' alt='final set {_esc(rel)}'>")
     else:   # ImageNet-1K: 50 pages; the rest are a click away
@@ -363,12 +383,13 @@ def _grid_section(workdir: str) -> list[str]:
   if init:
     parts.append("<details><summary>initial set</summary>")
     for p in init:
-      rel = os.path.relpath(p, workdir).replace(os.sep, "/")
+      rel = _rel(p, workdir)
       parts.append(f"<img src='{_esc(rel)}' alt='initial set {_esc(rel)}'>")
     parts.append("</details>")
-  steps_png = sorted(f for f in os.listdir(os.path.join(workdir, "images"))
+  images = files.join(workdir, "images")
+  steps_png = sorted(f for f in files.listdir(images)
                      if f.startswith("step_") and f.endswith(".png")) \
-      if os.path.isdir(os.path.join(workdir, "images")) else []
+      if files.isdir(images) else []
   if steps_png:
     parts.append(f"<p class='muted'>{len(steps_png)} checkpoint grid file(s) in images/: "
                  + ", ".join(f"<a href='images/{_esc(f)}'>{_esc(f)}</a>" for f in steps_png[-12:])
@@ -396,13 +417,13 @@ def write(workdir: str | os.PathLike, *, plots: bool = True) -> str:
   """Writes WORKDIR/report.html (+ WORKDIR/report/*.png) from what the run left there:
   config.json, metrics.jsonl, eval.jsonl, the grids, synthetic.npz, results.json files.
   Works on partial workdirs (a killed or running run). Returns the HTML path."""
-  run = _read_run(os.fspath(workdir))
-  out_dir = os.path.join(run.workdir, REPORT_DIR)
-  os.makedirs(out_dir, exist_ok=True)
+  run = _read_run(files.absolute(workdir))
+  out_dir = files.join(run.workdir, REPORT_DIR)
+  files.makedirs(out_dir)
   figures, plots_missing = _plots(run, out_dir) if plots else ([], False)
   parts = (_head(run) + _summary(run) + _evaluations(run) + _curves(figures, plots_missing)
            + _grid_section(run.workdir) + _config_section(run) + ["</body></html>"])
-  path = os.path.join(run.workdir, REPORT_HTML)
+  path = files.join(run.workdir, REPORT_HTML)
   return files.write_text(path, "\n".join(parts) + "\n")
 
 

@@ -22,6 +22,7 @@ it does not fit.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
 import zipfile
@@ -29,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxcond import files
 from jaxcond.data import registry
 from jaxcond.errors import DataError
 
@@ -148,7 +150,8 @@ def make(stored: np.ndarray, decoded: np.ndarray | None = None, *, mean, std,
 
 
 def save(path, sset: SyntheticSet) -> str:
-  """Writes `sset` to `path` atomically (a temporary file, then rename)."""
+  """Writes `sset` to `path` atomically (`jaxcond.files`: the old file or the new one,
+  never a partial one; StorageError naming the file when the storage refuses it)."""
   path = os.fspath(path)
   arrays = {
       "x": np.asarray(sset.stored, np.float32), "y": np.asarray(sset.stored_y, np.int32),
@@ -162,10 +165,7 @@ def save(path, sset: SyntheticSet) -> str:
   if sset.decoded:
     arrays["x_decoded"] = np.asarray(sset.x, np.float32)
     arrays["y_decoded"] = np.asarray(sset.y, np.int32)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
-  return path
+  return files.write_npz(path, **arrays)
 
 
 def _canonical(name: str) -> str:
@@ -175,19 +175,24 @@ def _canonical(name: str) -> str:
     return str(name).strip().lower()
 
 
-def _read_arrays(p: pathlib.Path) -> dict:
-  if not p.exists():
+def _read_arrays(p) -> dict:
+  """The arrays of the .npz at `p` (a local path or a bucket URL, `jaxcond.files`)."""
+  if not files.exists(p):
     raise DataError(f"{p}: synthetic set not found")
-  if p.is_dir():
+  if files.isdir(p):
     raise DataError(f"{p}: is a folder, expected a synthetic.npz file")
-  with open(p, "rb") as f:
-    head = f.read(4)
+  src = io.BytesIO(files.read_bytes(p)) if files.is_remote(p) else p
+  if isinstance(src, io.BytesIO):
+    head = src.getvalue()[:4]
+  else:
+    with open(src, "rb") as f:
+      head = f.read(4)
   if not head.startswith(_NPZ_MAGIC):
     kind = "an empty file" if not head else "not a zip archive"
     raise DataError(f"{p}: not a .npz synthetic set ({kind}; expected the synthetic.npz "
                     "that jaxcond.condense writes)")
   try:
-    with np.load(p, allow_pickle=False) as z:
+    with np.load(src, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
   except (zipfile.BadZipFile, EOFError) as err:
     raise DataError(f"{p}: truncated or corrupt .npz ({err})") from None
@@ -216,7 +221,7 @@ def load(path, *, num_classes: int | None = None, image_shape: Sequence[int] | N
   missing arrays, shapes or labels that do not fit, non-finite pixels, or a set made for
   another dataset / normalisation.
   """
-  p = pathlib.Path(path)
+  p = os.fspath(path) if files.is_remote(path) else pathlib.Path(path)
   arrays = _read_arrays(p)
   for k in ("x", "y"):
     if k not in arrays:

@@ -27,7 +27,8 @@ def test_round_trip_keeps_values_structure_and_sharding(tmp_path):
   abstract = checkpoint.abstract_like(state)
   restored, meta = ckpt.restore(5, abstract)
   ckpt.close()
-  assert meta == {"step": 5, "config_hash": "abc", "trajectory": {"seed": 0}}
+  assert meta == {"step": 5, "config_hash": "abc", "trajectory": {"seed": 0},
+                  "checksums": checkpoint.checksums(state)}
   assert jax.tree.structure(restored) == jax.tree.structure(state)
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -43,7 +44,8 @@ def test_retention_and_reopen(tmp_path):
   ckpt.close()
   again = checkpoint.Checkpointer(tmp_path / "ck", max_to_keep=2)
   assert again.all_steps() == [2, 3] and again.latest_step() == 3
-  assert again.restore_meta(3) == {"step": 3}
+  assert again.restore_meta(3) == {"step": 3, "checksums": checkpoint.checksums(
+      _state(mesh, scale=3.0))}
   # Restore onto another mesh (resharding is orbax's job).
   other = parallel.make_mesh(2)
   abstract = checkpoint.abstract_like(_state(other))

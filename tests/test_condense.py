@@ -1,7 +1,11 @@
 """End-to-end tests of `jaxcond.condense` on scikit-learn digits (tiny nets, few steps)."""
+import errno
+import io
 import json
 import os
 import pathlib
+import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxcond import checkpoint, condense, configs, grids, progress, steps
+from jaxcond import checkpoint, condense, configs, files, grids, preemption, progress, steps
 from jaxcond.errors import ConfigError
 
 from conftest import load_experiment
@@ -425,3 +429,395 @@ def test_two_processes_equal_one(tmp_path, method):
   assert cfg["process_count"] == 2 and len(cfg["devices"]) == 4
   np.testing.assert_allclose(_x(tmp_path / "single/synthetic.npz"),
                              _x(tmp_path / "multi/synthetic.npz"), rtol=1e-5, atol=1e-6)
+
+
+def _two_processes(tmp_path, workdirs, over, method="dm"):
+  """Starts the 2-process CPU harness (2 fake devices each); returns the Popen objects."""
+  port = _free_port()
+  procs = []
+  for pid, work in enumerate(workdirs):
+    args = tiny_cli_args(work, method, **over) + [
+        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"]
+    procs.append(subprocess.Popen(args, cwd=ROOT, env=subprocess_env(num_devices=2),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return procs
+
+
+def _communicate(procs, timeout=600):
+  try:
+    return [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.slow
+def test_two_processes_stop_at_the_same_step_on_sigterm(tmp_path):
+  """SIGTERM to one process of two: JAX's preemption sync point makes both stop after the
+  same step, with one checkpoint of that step written by both and exit status 3."""
+  work = tmp_path / "multi"
+  procs = _two_processes(tmp_path, [work, work], {"steps": 2000, "checkpoint_every": 0,
+                                                  "log_every": 1})
+  deadline = time.time() + 600
+  metrics = work / "metrics.jsonl"
+  while time.time() < deadline and all(p.poll() is None for p in procs):
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+      break
+    time.sleep(0.05)
+  assert all(p.poll() is None for p in procs), "a process ended before it was signalled"
+  procs[1].send_signal(signal.SIGTERM)
+  outs = _communicate(procs)
+  stopped = []
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 3, (out + err)[-3000:]
+    (line,) = [l for l in err.splitlines() if l.startswith("preempted at step")]
+    assert "checkpoint written to" in line and "re-run the same command" in line, line
+    stopped.append(int(line.split()[3].rstrip(":")))
+  assert stopped[0] == stopped[1] and 3 <= stopped[0] < 2000, stopped
+  ckpt = checkpoint.Checkpointer(work / "checkpoints")
+  assert ckpt.all_steps() == [stopped[0]]
+  ckpt.close()
+  assert progress.read_jsonl(metrics)[-1]["step"] == stopped[0]
+  assert not (work / "lock.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_refuse_a_workdir_they_do_not_share(tmp_path):
+  """Two processes given two different local folders stop before any work (status 2)."""
+  procs = _two_processes(tmp_path, [tmp_path / "a", tmp_path / "b"],
+                         {"steps": 4, "checkpoint_every": 2, "log_every": 1})
+  outs = _communicate(procs)
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 2, (out + err)[-3000:]
+    (line,) = [l for l in err.splitlines() if l.startswith("error:")]
+    assert "is not shared by all processes: process(es) 1" in line, line
+    assert "Traceback" not in err
+  for d in ("a", "b"):
+    assert not (tmp_path / d / "checkpoints").exists()
+    assert not (tmp_path / d / "metrics.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+def _data_files(ckpt):
+  """The array data files of a checkpoint (orbax's OCDBT `d/` folders)."""
+  return [p for p in (ckpt / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+
+
+def _truncate(p):
+  p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+
+
+def _flip(p):
+  b = bytearray(p.read_bytes())
+  b[len(b) // 2] ^= 0x01       # one bit in the middle of the array data
+  p.write_bytes(bytes(b))
+
+
+DAMAGE = {
+    "truncated_data": lambda c: [_truncate(p) for p in _data_files(c)],
+    "flipped_data_bit": lambda c: [_flip(p) for p in _data_files(c)],
+    "deleted_meta": lambda c: (c / "meta" / "metadata").unlink(),
+    "garbled_meta": lambda c: (c / "meta" / "metadata").write_text("{\"step\": 6, garbage"),
+    "deleted_array_metadata": lambda c: (c / "state" / "_METADATA").unlink(),
+    "garbled_array_metadata": lambda c: (c / "state" / "_METADATA").write_text("\0\0\0"),
+    "truncated_manifest": lambda c: _truncate(c / "state" / "manifest.ocdbt"),
+    "emptied": lambda c: [shutil.rmtree(q) if q.is_dir() else q.unlink() for q in c.iterdir()],
+}
+FAST_DAMAGE = ("truncated_data", "flipped_data_bit", "deleted_meta")
+DAMAGED_RUN = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def damaged_runs(tmp_path_factory):
+  """A run to step 9 (the reference), and a run stopped at step 6 (checkpoints 3 and 6)."""
+  root = tmp_path_factory.mktemp("damaged")
+  condense.run(tiny_config("dm", **DAMAGED_RUN), str(root / "ref"))
+  condense.run(tiny_config("dm", **{**DAMAGED_RUN, "steps": 6}), str(root / "at6"))
+  return root
+
+
+@pytest.mark.parametrize("how", [pytest.param(h, marks=() if h in FAST_DAMAGE
+                                              else pytest.mark.slow) for h in DAMAGE])
+def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(
+    tmp_path, damaged_runs, how, capsys):
+  work = tmp_path / "w"
+  shutil.copytree(damaged_runs / "at6", work)
+  DAMAGE[how](work / "checkpoints" / "6")
+  log = io.StringIO()
+  condense.run(tiny_config("dm", **DAMAGED_RUN), str(work), log=log)
+  warnings = [l for l in log.getvalue().splitlines() if l.startswith("warning:")]
+  assert len(warnings) == 1, log.getvalue()
+  assert warnings[0].startswith(f"warning: checkpoint step 6 in {work}/checkpoints is damaged (")
+  assert f"moved to {work}/damaged_checkpoints/6; resuming from step 3" in warnings[0]
+  assert "resuming from" in log.getvalue() and "at step 3" in log.getvalue()
+  assert (work / "damaged_checkpoints" / "6").is_dir()            # kept, not deleted
+  np.testing.assert_array_equal(_x(work / "synthetic.npz"),
+                                _x(damaged_runs / "ref" / "synthetic.npz"))
+  assert [m["step"] for m in progress.read_jsonl(work / "metrics.jsonl")] == list(range(1, 10))
+  err = capsys.readouterr().err
+  assert "Traceback" not in err and "absl" not in err, err[-3000:]    # nothing from orbax
+
+
+def test_no_checkpoint_restores_is_one_line_and_status_2(tmp_path, damaged_runs, capsys):
+  work = tmp_path / "w"
+  shutil.copytree(damaged_runs / "at6", work)
+  DAMAGE["deleted_meta"](work / "checkpoints" / "6")
+  DAMAGE["truncated_data"](work / "checkpoints" / "3")
+  args = ["condense", "--config", "experiments/quickstart.py:method=dm", "--workdir", str(work)]
+  args += [f"--config.{k}={v}" for k, v in {**TINY, **DAMAGED_RUN}.items()]
+  rc = condense.main(args)
+  captured = capsys.readouterr()
+  assert rc == 2, captured.err[-3000:]
+  (line,) = [l for l in captured.err.splitlines() if l.strip()]
+  assert line.startswith(f"error: checkpoints: none of the 2 checkpoint(s) in {work}/checkpoints "
+                         f"restores (newest, step 6: a file is missing: metadata)"), line
+  assert "Traceback" not in captured.err + captured.out
+  assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["3", "6"]   # untouched
+  assert not (work / "lock.json").exists()
+
+
+# --------------------------------------------------------------------------- preemption
+
+def _sigterm_at(monkeypatch, at_step):
+  """SIGTERM to this process while the loop logs step `at_step` (as a preemption notice
+  arrives in the middle of a step)."""
+  real = condense.Loop.flush
+
+  def flush(self, step_now):
+    if step_now == at_step:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real(self, step_now)
+  monkeypatch.setattr(condense.Loop, "flush", flush)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_bit_identically(
+    tmp_path, monkeypatch):
+  over = {"steps": 8, "checkpoint_every": 0, "log_every": 1}
+  condense.run(tiny_config("dm", **over), str(tmp_path / "ref"))
+  _sigterm_at(monkeypatch, 3)
+  with pytest.raises(preemption.PreemptedError) as err:
+    condense.run(tiny_config("dm", **over), str(tmp_path / "w"))
+  assert str(err.value) == (f"preempted at step 3: checkpoint written to {tmp_path}/w/"
+                            f"checkpoints; re-run the same command to resume")
+  ckpt = checkpoint.Checkpointer(tmp_path / "w" / "checkpoints")
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  assert [m["step"] for m in progress.read_jsonl(tmp_path / "w/metrics.jsonl")] == [1, 2, 3]
+  assert not (tmp_path / "w" / "synthetic.npz").exists()
+  assert not (tmp_path / "w" / "lock.json").exists()
+  monkeypatch.undo()
+  condense.run(tiny_config("dm", **over), str(tmp_path / "w"))
+  np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(tmp_path / "w/synthetic.npz"))
+  assert [m["step"] for m in progress.read_jsonl(tmp_path / "w/metrics.jsonl")] == list(range(1, 9))
+
+
+def test_a_stop_between_log_lines_logs_the_partial_interval_once(tmp_path, monkeypatch):
+  """log_every 4, stopped after step 5: the steps since the last line get one line at step
+  5, and the resumed run's next line covers steps 6-8 only."""
+  over = {"steps": 8, "checkpoint_every": 0, "log_every": 4}
+  real_stop = preemption.Preemption.should_stop     # as if the signal came during step 5
+  monkeypatch.setattr(preemption.Preemption, "should_stop",
+                      lambda self, step: step == 5 or real_stop(self, step))
+  with pytest.raises(preemption.PreemptedError, match="^preempted at step 5: "):
+    condense.run(tiny_config("dm", **over), str(tmp_path))
+  monkeypatch.undo()
+  condense.run(tiny_config("dm", **over), str(tmp_path))
+  metrics = progress.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(m["step"], m["steps_in_interval"]) for m in metrics] == [(4, 4), (5, 1), (8, 3)]
+
+
+def test_cli_stops_on_sigterm_with_status_3_and_a_second_ctrl_c_aborts(tmp_path):
+  """The real signals, to `python -m jaxcond.condense`."""
+  env = subprocess_env(num_devices=1)
+  over = {"steps": 5000, "checkpoint_every": 0, "log_every": 1}
+
+  def start(work):
+    return subprocess.Popen(tiny_cli_args(work, **over), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+  def when_logged(proc, work, n=3):
+    metrics = work / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+      if metrics.exists() and len(metrics.read_text().splitlines()) >= n:
+        return
+      time.sleep(0.05)
+    pytest.fail("the run ended or never logged")
+
+  work = tmp_path / "term"
+  proc = start(work)
+  when_logged(proc, work)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 3, err[-3000:]
+  (line,) = err.strip().splitlines()
+  step = int(line.split()[3].rstrip(":"))
+  assert line == (f"preempted at step {step}: checkpoint written to {work}/checkpoints; "
+                  f"re-run the same command to resume")
+  assert progress.read_jsonl(work / "metrics.jsonl")[-1]["step"] == step
+
+  work = tmp_path / "int"
+  proc = start(work)
+  when_logged(proc, work)
+  proc.send_signal(signal.SIGINT)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=300)
+  # the second Ctrl-C is the default action: killed by SIGINT (a shell reports 130), or,
+  # when the first had already stopped the run, the status of a preemption
+  assert proc.returncode in (-signal.SIGINT, 3), (proc.returncode, err[-3000:])
+  assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- full disks
+
+def _enospc_on_save(monkeypatch, at_call):
+  """The orbax save of the `at_call`-th checkpoint fails as tensorstore reports a full
+  disk."""
+  import orbax.checkpoint as ocp
+  real = ocp.CheckpointManager.save
+  calls = {"n": 0}
+
+  def save(self, step, *a, **kw):
+    calls["n"] += 1
+    if calls["n"] == at_call:
+      raise ValueError(
+          f"RESOURCE_EXHAUSTED: Error writing local file \"{self.directory}/{step}.orbax-"
+          f"checkpoint-tmp/state/_sharding\": Failed to write 236 bytes to file 11: No space "
+          f"left on device [os_error_code='28']")
+    return real(self, step, *a, **kw)
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+
+
+def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_one(
+    tmp_path, monkeypatch, capsys):
+  over = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
+  args = ["condense", "--config", "experiments/quickstart.py:method=dm", "--workdir",
+          str(tmp_path / "w")] + [f"--config.{k}={v}" for k, v in {**TINY, **over}.items()]
+  _enospc_on_save(monkeypatch, 2)
+  rc = condense.main(args)
+  err = capsys.readouterr().err
+  assert rc == 1, err[-3000:]
+  assert err == (f"error: workdir {tmp_path}/w: cannot write the checkpoint of step 6 to "
+                 f"{tmp_path}/w/checkpoints: no space left on device (ENOSPC); the "
+                 f"checkpoint of step 3 is intact: free space (or restore access) and re-run "
+                 f"the same command to resume\n")
+  monkeypatch.undo()
+  ckpt = checkpoint.Checkpointer(tmp_path / "w" / "checkpoints")
+  assert ckpt.all_steps() == [3]
+  ckpt.close()
+  condense.run(tiny_config("dm", **over), str(tmp_path / "w"))
+  condense.run(tiny_config("dm", **over), str(tmp_path / "ref"))
+  np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(tmp_path / "w/synthetic.npz"))
+
+
+def test_a_synthetic_npz_the_disk_refuses_keeps_the_old_one(tmp_path, monkeypatch):
+  condense.run(tiny_config("dm", steps=2, checkpoint_every=0), str(tmp_path))
+  before = (tmp_path / "synthetic.npz").read_bytes()
+  real = np.savez
+
+  def savez(f, **arrays):        # writes part of the archive, then the file system is gone
+    f.write(b"PK\x03\x04 partial")
+    raise OSError(errno.EROFS, "Read-only file system")
+  monkeypatch.setattr(files.np, "savez", savez)
+  with pytest.raises(files.StorageError) as err:
+    condense.run(tiny_config("dm", steps=4, checkpoint_every=0), str(tmp_path))
+  monkeypatch.setattr(files.np, "savez", real)
+  assert str(err.value) == (
+      f"workdir {tmp_path}: cannot write {tmp_path}/synthetic.npz: read-only file system "
+      f"(EROFS); the checkpoint of step 4 is intact: free space (or restore access) and "
+      f"re-run the same command to write the outputs")
+  assert (tmp_path / "synthetic.npz").read_bytes() == before
+  assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+  assert not (tmp_path / "lock.json").exists()
+  condense.run(tiny_config("dm", steps=4, checkpoint_every=0), str(tmp_path))
+  assert int(np.load(tmp_path / "synthetic.npz")["steps"]) == 4
+
+
+# --------------------------------------------------------------------------- soak
+
+def _last_logged(metrics):
+  try:
+    lines = metrics.read_text().splitlines()
+  except OSError:
+    return 0
+  for line in reversed(lines):
+    try:
+      return int(json.loads(line)["step"])
+    except (ValueError, KeyError):
+      continue
+  return 0
+
+
+def _lock_pid(work):
+  try:
+    return json.loads((work / "lock.json").read_text())["pid"]
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+@pytest.mark.slow
+def test_soak_quickstart_survives_10_sigterms_and_5_sigkills_at_random_points(tmp_path):
+  """The quickstart condense run, SIGTERMed at 10 points drawn at random and SIGKILLed at
+  5 more (in a random order), resumed after each: the final synthetic.npz is bit-identical
+  to an uninterrupted run and metrics.jsonl holds every logged step exactly once."""
+  rnd = random.Random(2212)
+  env = subprocess_env(num_devices=1)
+  steps = 200
+
+  def args(work):
+    return [sys.executable, "-m", "jaxcond.condense", "--config", "experiments/quickstart.py",
+            "--workdir", str(work), "--config.eval.num_nets=0", "--config.log_every=1",
+            "--config.quiet=True"]
+
+  ref = subprocess.run(args(tmp_path / "ref"), cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+
+  work = tmp_path / "soak"
+  events = [(signal.SIGTERM, t) for t in rnd.sample(range(0, steps), 10)]
+  events += [(signal.SIGKILL, t) for t in rnd.sample(range(0, steps), 5)]
+  events.sort(key=lambda e: e[1])
+  seen = []
+  for sig, target in events:
+    before = _last_logged(work / "metrics.jsonl")
+    proc = subprocess.Popen(args(work), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    # a point at or before where this run resumes: a signal while it starts (restoring,
+    # compiling), once it holds its workdir
+    delay, started = rnd.uniform(0.0, 1.5), None
+    while time.time() < deadline and proc.poll() is None:
+      if target > before:
+        if _last_logged(work / "metrics.jsonl") >= target:
+          break
+      elif started is None:
+        started = time.time() if _lock_pid(work) == proc.pid else None
+      elif time.time() - started >= delay:
+        break
+      time.sleep(0.02)
+    at = _last_logged(work / "metrics.jsonl")
+    if proc.poll() is None:
+      proc.send_signal(sig)
+    out, err = proc.communicate(timeout=600)
+    assert "Traceback" not in err, err[-3000:]
+    if sig == signal.SIGTERM:
+      lines = [l for l in err.splitlines() if l.strip()]
+      assert proc.returncode in (0, 3), (proc.returncode, err[-3000:])
+      if proc.returncode == 3:
+        assert len(lines) == 1 and lines[0].startswith("preempted "), err[-3000:]
+        assert lines[0].endswith("re-run the same command to resume"), lines[0]
+    else:
+      assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, err[-3000:])
+    seen.append((signal.Signals(sig).name, target, before, at, proc.returncode))
+  print("soak (signal, target step, last logged at start, last logged when sent, status):", seen)
+  assert [s for s, *_ in seen].count("SIGTERM") == 10 and len(seen) == 15
+  final = subprocess.run(args(work), cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)
+  assert final.returncode == 0, final.stderr[-3000:]
+  np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(work / "synthetic.npz"))
+  logged = [m["step"] for m in progress.read_jsonl(work / "metrics.jsonl")]
+  assert logged == list(range(1, steps + 1)), seen
+  assert not (work / "lock.json").exists()

@@ -1,11 +1,13 @@
 """Tests of `jaxcond.continual` (class-incremental learning, GDumb retraining) on digits."""
 import json
+import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
 
-from jaxcond import condense, continual, evaluate, synthetic_io
+from jaxcond import condense, continual, evaluate, preemption, synthetic_io
 from jaxcond.data import registry
 
 from conftest import load_experiment
@@ -130,3 +132,43 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                        "--workdir", str(tmp_path), "--config.continual.num_steps=11"])
   err = capsys.readouterr().err.strip()
   assert rc == 2 and len(err.splitlines()) == 1 and "num_steps" in err
+
+
+_TIMINGS = ("wall_seconds_this_run", "eval_seconds_this_run", "memory_seconds", "config")
+
+
+def _same_results(a: dict, b: dict) -> dict:
+  return {k: v for k, v in a.items() if k not in _TIMINGS}, \
+      {k: v for k, v in b.items() if k not in _TIMINGS}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_between_result_files_and_a_rerun_gives_the_same_results(
+    tmp_path, monkeypatch):
+  """SIGTERM while the second (step, memory) is being computed: it finishes and writes its
+  files, the run stops before the next one (status 3 on the command line), and re-running
+  gives the results.json of an uninterrupted run."""
+  c = tiny()
+  ref = continual.run(c, str(tmp_path / "ref"), log=None)
+  real = continual.gdumb_eval
+  calls = []
+
+  def signalled(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real(*a, **k)
+  monkeypatch.setattr(continual, "gdumb_eval", signalled)
+  work = tmp_path / "w"
+  with pytest.raises(preemption.PreemptedError) as err:
+    continual.run(c, str(work), log=None)
+  assert str(err.value) == (f"preempted before order 0 step 1/2 random: every finished result "
+                            f"is in {work}; re-run the same command to resume")
+  done = sorted(p.relative_to(work).as_posix() for p in work.rglob("order*/step*/*.*"))
+  assert done == ["order0/step0/dm.json", "order0/step0/dm.npz", "order0/step1/dm.json",
+                  "order0/step1/dm.npz"]
+  assert not list(work.glob("lock*.json")) and not (work / "results.json").exists()
+  monkeypatch.undo()
+  again = continual.run(c, str(work), log=None)
+  a, b = _same_results(again, ref)
+  assert a == b

@@ -1,11 +1,13 @@
 """Tests of `jaxcond.nas` (proxy ranking of ConvNet variants) on digits."""
 import json
+import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
 
-from jaxcond import evaluate, nas
+from jaxcond import evaluate, nas, preemption
 
 from conftest import load_experiment
 
@@ -111,3 +113,32 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  "--workdir", str(tmp_path), "--config.nas.proxies=('dm','bogus')"])
   err = capsys.readouterr().err.strip()
   assert rc == 2 and len(err.splitlines()) == 1 and "nas.proxies" in err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_between_result_files_and_a_rerun_gives_the_same_results(
+    tmp_path, monkeypatch):
+  c = tiny()
+  ref = nas.run(c, str(tmp_path / "ref"), log=None)
+  real = evaluate.train_and_test
+  calls = []
+
+  def signalled(*a, **k):
+    calls.append(1)
+    if len(calls) == 3:           # during the third (architecture, proxy) run
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real(*a, **k)
+  monkeypatch.setattr(evaluate, "train_and_test", signalled)
+  work = tmp_path / "w"
+  with pytest.raises(preemption.PreemptedError, match=r"^preempted before training \S+ on "
+                     r"whole: every finished result is in .*; re-run the same command"):
+    nas.run(c, str(work), log=None)
+  assert len(list((work / "archs").rglob("*.json"))) == 3     # the third one finished
+  assert not (work / "lock.json").exists() and not (work / "results.json").exists()
+  monkeypatch.undo()
+  again = nas.run(c, str(work), log=None)
+  skip = ("wall_seconds_this_run", "trained_this_run", "cost_seconds", "train_seconds",
+          "whole_seconds", "proxy_make_seconds", "config")
+  assert {k: v for k, v in again.items() if k not in skip} == \
+      {k: v for k, v in ref.items() if k not in skip}
+  assert again["trained_this_run"] == ref["trained_this_run"] - 3

@@ -1,5 +1,9 @@
 """Class-axis sharding: mesh helpers, padding, and 1 device == 8 devices for the step."""
 import functools
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -107,3 +111,20 @@ def test_batch_norm_stats_exclude_padded_classes(method):
   np.testing.assert_allclose(l1, l8, rtol=2e-5, atol=1e-6)
   np.testing.assert_allclose(x1, x8, rtol=1e-4, atol=1e-5)
   assert np.abs(x1 - x0).max() > 1e-3
+
+
+def test_auto_coordinator_without_a_cluster_is_one_line(tmp_path):
+  """`--coordinator_address=auto` asks JAX to detect the cluster (TPU slice, SLURM, ...);
+  with none it is a one-line ConfigError (in a subprocess: it touches the runtime)."""
+  code = ("from jaxcond import parallel\n"
+          "from jaxcond.errors import ConfigError\n"
+          "try:\n"
+          "  parallel.initialize_distributed('auto')\n"
+          "except ConfigError as e:\n"
+          "  print(e)\n")
+  env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1]),
+         "JAX_PLATFORMS": "cpu"}
+  env.pop("JAX_COORDINATOR_ADDRESS", None)
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120).stdout
+  assert out.startswith("coordinator_address: auto found no cluster to join ("), out

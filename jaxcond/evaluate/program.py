@@ -21,8 +21,10 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxcond import baselines, cli, configs, data, nets, parallel, synthetic_io
+from jaxcond import baselines, cli, configs, data, nets, parallel, preemption
 from jaxcond import plan as cplan
+from jaxcond import synthetic_io
+from jaxcond import workdir as workdir_lib
 from jaxcond.errors import ConfigError
 from jaxcond.evaluate import plan as plan_lib
 from jaxcond.evaluate import pool as pool_lib
@@ -182,7 +184,7 @@ PROGRAM = cli.Program(
         cli.flag("process_id", "this process's index", type=int),
         cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
     ),
-    workdir="optional")
+    workdir_unless=("plan",))
 
 
 def _eval_overrides(a: cli.Args) -> dict:
@@ -204,13 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                               log=functools.partial(print, flush=True))
       print(json.dumps(out), flush=True)
       return
-    if not a.workdir:
-      raise ConfigError("--workdir: required (the output folder; only --plan runs without)")
     ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
     parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
-    run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
-        models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
-        vectorize=f.vectorize, loop=f.loop, data_axis=f.data_axis, remat=f.remat,
-        protocol=f.protocol, eval_overrides=_eval_overrides(a),
-        log=functools.partial(print, flush=True), command=a.command)
+    # One results.json at the end and nothing to keep half way: SIGTERM / Ctrl-C stop at
+    # once (status 3) and a re-run starts again (jaxcond.preemption, docs/condense.md).
+    lock = workdir_lib.claim(a.workdir, command=a.command)
+    stop = preemption.Preemption(command_line=True)
+    stop.cleanups.append(lock.release)
+    try:
+      with stop, stop.immediate("preempted: an evaluation keeps nothing half way; re-run "
+                                "the same command to evaluate again"):
+        run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
+            models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
+            vectorize=f.vectorize, loop=f.loop, data_axis=f.data_axis, remat=f.remat,
+            protocol=f.protocol, eval_overrides=_eval_overrides(a),
+            log=functools.partial(print, flush=True), command=a.command)
+    finally:
+      lock.release()
   return cli.main(PROGRAM, go, argv)
