@@ -167,6 +167,8 @@ def _commands():
       for k, v in PLACEHOLDERS.items():
         args = args.replace(k, v)
       args = re.sub(r"\[(--[^\]]*)\]", r"\1", args)    # [--optional flags]
+      if args.count('"') % 2:                       # a command quoted for ssh: its end
+        args = args[:args.rindex('"')] + args[args.rindex('"') + 1:]
       # A command names its config (bench: or a sweep); a bare `... --plan` mentions a flag.
       if ("--config" in args or "--sweep" in args or prog in ("report", "export")) and \
           not args.startswith("["):
