@@ -29,24 +29,25 @@ Choices for 8×8 inputs (not from the papers; the lines after `method_config` be
 
 Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
 `a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
-min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+min(ipc, 10) in between; `·` = not read by that method; `= dm` / `= m3d`: as
+for dm / m3d):
 
   field                       dm                              m3d                ddm                       ncfm
-  model.name                  convnetd2                       convnetd2          = dm                      convnetd2
-  eval.model                  convnetd2                       convnetd2          = dm                      convnetd2
-  steps                       200                             200                = dm                      200
-  batch_real                  32                              32                 = dm                      32
-  synthetic.init              real                            mix                = dm                      real
-  synthetic.factor            1                               2                  = dm                      1
-  synthetic.space             normalized                      unit               = dm                      unit
+  model.name                  convnetd2                       convnetd2          = dm                      = dm
+  eval.model                  convnetd2                       convnetd2          = dm                      = dm
+  steps                       200                             200                = dm                      = dm
+  batch_real                  32                              32                 = dm                      = dm
+  synthetic.init              real                            mix                = dm                      = dm
+  synthetic.factor            1                               2                  = dm                      = dm
+  synthetic.space             normalized                      unit               = dm                      = m3d
   synthetic.lr                1.0                             1.0                = dm                      0.01
   synthetic.momentum          0.5                             0.5                = dm                      ·
   synthetic.optimizer         sgd                             sgd                = dm                      adamw
   synthetic.weight_decay      0.0                             0.0                = dm                      0.0005
   synthetic.plateau_patience  0                               0                  = dm                      500
-  synthetic.batch_syn_max     0                               200                = dm                      0
-  augment.policy              dm                              idc                = dm                      idc
-  augment.strategy            color_crop_cutout_scale_rotate  color_crop_cutout  = dm                      color_crop_cutout
+  synthetic.batch_syn_max     0                               200                = dm                      = dm
+  augment.policy              dm                              idc                = dm                      = m3d
+  augment.strategy            color_crop_cutout_scale_rotate  color_crop_cutout  = dm                      = m3d
   calib.weight                0.0                             0.0                = dm                      1.0
   m3d.kernel                  ·                               gaussian           ·                         ·
   m3d.ipm                     ·                               5                  ·                         ·
@@ -61,15 +62,15 @@ min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
   ncfm.alpha                  ·                               ·                  ·                         0.5
   ncfm.beta                   ·                               ·                  ·                         0.5
   ncfm.scale                  ·                               ·                  ·                         300.0
-  eval.protocol               dm                              idc                = dm                      dm
-  eval.epochs                 100                             100                = dm                      100
-  eval.batch_size             256                             64                 = dm                      256
-  eval.lr                     0.01                            0.01               = dm                      0.01
-  eval.momentum               0.9                             0.9                = dm                      0.9
-  eval.weight_decay           0.0005                          0.0005             = dm                      0.0005
-  eval.strategy               color_crop_cutout_scale_rotate  color_crop         = dm                      color_crop_cutout_scale_rotate
-  eval.mix_p                  0.0                             0.0                = dm                      0.0
-  eval.beta                   1.0                             1.0                = dm                      1.0
+  eval.protocol               dm                              idc                = dm                      = dm
+  eval.epochs                 100                             100                = dm                      = dm
+  eval.batch_size             256                             64                 = dm                      = dm
+  eval.lr                     0.01                            0.01               = dm                      = dm
+  eval.momentum               0.9                             0.9                = dm                      = dm
+  eval.weight_decay           0.0005                          0.0005             = dm                      = dm
+  eval.strategy               color_crop_cutout_scale_rotate  color_crop         = dm                      = dm
+  eval.mix_p                  0.0                             0.0                = dm                      = dm
+  eval.beta                   1.0                             1.0                = dm                      = dm
   eval.eval_every_epochs      ·                               50                 ·                         ·
 
 Measured (docs/results.md, seed 0): 27.5 s wall on a quiet 2-core CPU (2026-11-21); DM

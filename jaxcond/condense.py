@@ -23,8 +23,9 @@ a sequence of stages, each a function of this module a notebook can call on its 
   outputs   `finish`: `DIR/synthetic.npz`, a PNG grid, the final evaluation, report.html.
 
 The objective of each method is documented in `jaxcond.steps` (DM, arXiv 2110.04181;
-M3D, arXiv 2312.15927; DDM, arXiv 2412.04748; NCFM, arXiv 2502.20653). `condense_classes` condenses a subset of
-classes held in memory: the entry point of `jaxcond.continual` and `jaxcond.nas`.
+M3D, arXiv 2312.15927; DDM, arXiv 2412.04748; NCFM, arXiv 2502.20653). `condense_classes`
+condenses a subset of classes held in memory: the entry point of `jaxcond.continual` and
+`jaxcond.nas`.
 """
 from __future__ import annotations
 

@@ -398,18 +398,16 @@ class Plan:
             "note": self.note}
 
 
-def cf_chunks(s):
-  """NCFM's (freq_chunk, sample_chunk) to try, largest first: halving frequency chunks of
-  whole blocks (steps.FREQ_BLOCK), then sample chunks at the smallest."""
-  fc = (s.num_freqs // 2 // steps.FREQ_BLOCK) * steps.FREQ_BLOCK
-  out = []
-  while fc >= steps.FREQ_BLOCK:
-    out.append((fc, 0))
-    fc = (fc // 2 // steps.FREQ_BLOCK) * steps.FREQ_BLOCK
-  fc = steps.FREQ_BLOCK if s.num_freqs > steps.FREQ_BLOCK else 0
+def cf_chunks(s) -> list[tuple[int, int]]:
+  """NCFM's (freq_chunk, sample_chunk) to try, largest first: frequency chunks of
+  FREQ_BLOCK·2^k below `num_freqs`, then sample chunks (256, 64) at the smallest."""
+  sizes, f = [], steps.FREQ_BLOCK
+  while f < s.num_freqs:
+    sizes.insert(0, f)
+    f *= 2
   n = s.batch_real + s.syn_per_class
-  out += [(fc, k) for k in (256, 64) if k < n]
-  return out
+  smallest = sizes[-1] if sizes else 0
+  return [(f, 0) for f in sizes] + [(smallest, k) for k in (256, 64) if k < n]
 
 
 def _advice(s, config, devices) -> str:

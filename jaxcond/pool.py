@@ -372,7 +372,7 @@ def init_or_resume(job: Job, ckpt: checkpoint.Checkpointer):
   start = ckpt.latest_step() or 0
   if start:
     meta = ckpt.restore_meta(start)
-    if pool_files.files_json(meta.get("record")) != pool_files.files_json(job.record):
+    if pool_files.jsonable(meta.get("record")) != pool_files.jsonable(job.record):
       raise ConfigError(f"pool: {job.workdir}/checkpoints were made with other settings; "
                         f"use another --workdir")
     state, _ = ckpt.restore(start, abstract_state(job))

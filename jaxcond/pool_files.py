@@ -125,7 +125,7 @@ def load(path: str, *, model: dict | None = None) -> tuple[dict, dict]:
   manifest = read_manifest(path)
   if model is not None:
     trained = {k: manifest["model"].get(k) for k in model}
-    if files_json(trained) != files_json(model):
+    if jsonable(trained) != jsonable(model):
       raise ConfigError(f"pool.path: {path} holds nets {_describe(manifest['model'])}; this "
                         f"run's net is {_describe(model)} (train a pool with this config)")
   n = int(manifest["size"])
@@ -139,12 +139,12 @@ def load(path: str, *, model: dict | None = None) -> tuple[dict, dict]:
   return stacked, manifest
 
 
-def files_json(x):
+def jsonable(x):
   """Tuples as lists, for comparing a record with what JSON gave back."""
   if isinstance(x, dict):
-    return {k: files_json(v) for k, v in x.items()}
+    return {k: jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [files_json(v) for v in x]
+    return [jsonable(v) for v in x]
   return x
 
 

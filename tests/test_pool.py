@@ -139,6 +139,12 @@ def test_condense_with_a_pool_resumes_and_refuses_another_pool(tiny_pool, tmp_pa
                  str(tmp_path / "a"))
   with pytest.raises(ConfigError, match="^pool.path: .* holds nets convnetd2 width 8"):
     condense.setup(config("method=ncfm", **{**tiny, "model.width": 16}), str(tmp_path / "c"))
+  with pytest.raises(ConfigError, match="^pool.path: .* dataset.holdout=0"):
+    condense.setup(config("method=ncfm", **{**tiny, "dataset.holdout": 20}), str(tmp_path / "c"))
+  # the streaming path takes the pool after its (real, class ids) arguments
+  out = condense.run(config("method=dm", **{**tiny, "steps": 2, "dataset.streaming": True}),
+                     str(tmp_path / "s"))
+  assert np.isfinite(out["loss"])
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def values_table(get_config: Callable[[str], Any], prefix: str = "",
   """The method-owned values an experiment file's configs hold, one row per field.
 
   Columns dm / m3d / ddm / ncfm; a cell `a / b / c / d` gives the values at IPC 1 / 10 / 50 / 100
-  where they differ; `·` = not read by that method; `= dm` = as in the dm column.
+  where they differ; `·` = not read by that method; `= dm` / `= m3d` = as in that column.
   Experiment docstrings quote this table and tests/test_configs.py checks that they still
   match.
   """
@@ -170,6 +170,8 @@ def values_table(get_config: Callable[[str], Any], prefix: str = "",
         cells.append(" / ".join(values))
     cols[method] = cells
   cols["ddm"] = ["= dm" if d == m and d != "·" else d for d, m in zip(cols["ddm"], cols["dm"])]
+  cols["ncfm"] = ["= dm" if n == d and n != "·" else "= m3d" if n == m and n != "·" else n
+                  for n, d, m in zip(cols["ncfm"], cols["dm"], cols["m3d"])]
   rows = [["field", *methods.METHODS]] + [[f, *(cols[m][i] for m in methods.METHODS)]
                                           for i, f in enumerate(fields)]
   widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]) - 1)]
