@@ -30,7 +30,10 @@ never moves, only the batch (nets × batch images) crosses the devices once per 
 The net count is padded to a multiple of the devices (the padding nets train and are
 dropped). Checkpoints (orbax) of the stacked state every epoch; a resumed run continues
 exactly (every draw is a function of the step); a workdir made with other settings is
-refused (`files.check_same_record`). `dataset.streaming` is not supported.
+refused (`files.check_same_record`). A progress line every `log_every` steps and at each
+epoch's end (the epoch's mean loss and training accuracy over the nets, on augmented and
+mixed batches); the manifest adds each net's test accuracy (the holdout with
+`dataset.holdout`). `dataset.streaming` is not supported.
 """
 from __future__ import annotations
 
