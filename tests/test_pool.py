@@ -185,3 +185,19 @@ def test_five_rows_on_digits(tmp_path):
   acc["random"] = random["mean"]
   print(acc)
   assert acc["ncfm_pool"] > acc["random"] and acc["ncfm_pool_calib"] > acc["random"], acc
+
+
+@pytest.mark.slow
+def test_ncfm_resumes_on_another_device_count(tmp_path):
+  """AdamW's count and the plateau state are scalars: a checkpoint re-padded for another
+  device count keeps them (condense.restore_repadded)."""
+  tiny = {"steps": 2, "checkpoint_every": 2, "log_every": 1, "batch_real": 8, "ipc": 2,
+          "model.width": 8, "eval.num_nets": 0, "quiet": True, "ncfm.num_freqs": 256,
+          "synthetic.plateau_patience": 1}
+  condense.run(config("method=ncfm", **tiny, num_devices=8), str(tmp_path / "a"))
+  condense.run(config("method=ncfm", **{**tiny, "steps": 4}, num_devices=3),
+               str(tmp_path / "a"))                # 16 padded classes restored onto 12
+  condense.run(config("method=ncfm", **{**tiny, "steps": 4}, num_devices=1),
+               str(tmp_path / "b"))
+  x = lambda d: np.load(tmp_path / d / "synthetic.npz")["x"]
+  np.testing.assert_allclose(x("a"), x("b"), rtol=1e-4, atol=1e-4)
