@@ -23,40 +23,49 @@ Settings (IDC arXiv 2205.14959 protocol; M3D arXiv 2312.15927 and its code's con
 
 Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
 `a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
-min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+min(ipc, 10) in between; `·` = not read by that method; `= dm` / `= m3d`: as
+for dm / m3d):
 
-  field                    dm                                   m3d                           ddm
-  model.name               resnetap10                           resnetap10                    = dm
-  eval.model               resnetap10                           resnetap10                    = dm
-  steps                    20000                                5000                          = dm
-  batch_real               256                                  128                           = dm
-  synthetic.init           real                                 mix                           = dm
-  synthetic.factor         1                                    2                             = dm
-  synthetic.space          normalized                           unit                          = dm
-  synthetic.lr             1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm
-  synthetic.momentum       0.5                                  0.5                           = dm
-  synthetic.batch_syn_max  0                                    200                           = dm
-  augment.policy           dm                                   idc                           = dm
-  augment.strategy         color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm
-  m3d.kernel               ·                                    gaussian                      ·
-  m3d.ipm                  ·                                    5                             ·
-  m3d.step_mode            ·                                    per_class                     ·
-  ddm.mm_weight            ·                                    ·                             10000.0
-  ddm.cm_weight            ·                                    ·                             0.0
-  ddm.icd_weight           ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0
-  ddm.style_mode           ·                                    ·                             batchavg
-  ddm.style_tap            ·                                    ·                             norm
-  ddm.k                    ·                                    ·                             0
-  eval.protocol            dm                                   idc                           = dm
-  eval.epochs              1000                                 1000                          = dm
-  eval.batch_size          256                                  64                            = dm
-  eval.lr                  0.01                                 0.01                          = dm
-  eval.momentum            0.9                                  0.9                           = dm
-  eval.weight_decay        0.0005                               0.0005                        = dm
-  eval.strategy            color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm
-  eval.mix_p               0.0                                  0.5                           = dm
-  eval.beta                1.0                                  1.0                           = dm
-  eval.eval_every_epochs   ·                                    500                           ·
+  field                       dm                                   m3d                           ddm                       ncfm
+  model.name                  resnetap10                           resnetap10                    = dm                      = dm
+  eval.model                  resnetap10                           resnetap10                    = dm                      = dm
+  steps                       20000                                5000                          = dm                      = dm
+  batch_real                  256                                  128                           = dm                      1024
+  synthetic.init              real                                 mix                           = dm                      = m3d
+  synthetic.factor            1                                    2                             = dm                      = m3d
+  synthetic.space             normalized                           unit                          = dm                      = m3d
+  synthetic.lr                1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm                      0.001
+  synthetic.momentum          0.5                                  0.5                           = dm                      ·
+  synthetic.optimizer         sgd                                  sgd                           = dm                      adamw
+  synthetic.weight_decay      0.0                                  0.0                           = dm                      0.0005
+  synthetic.plateau_patience  0                                    0                             = dm                      500
+  synthetic.batch_syn_max     0                                    200                           = dm                      = dm
+  augment.policy              dm                                   idc                           = dm                      = m3d
+  augment.strategy            color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm                      = m3d
+  calib.weight                0.0                                  0.0                           = dm                      1.0
+  m3d.kernel                  ·                                    gaussian                      ·                         ·
+  m3d.ipm                     ·                                    5                             ·                         ·
+  m3d.step_mode               ·                                    per_class                     ·                         ·
+  ddm.mm_weight               ·                                    ·                             10000.0                   ·
+  ddm.cm_weight               ·                                    ·                             0.0                       ·
+  ddm.icd_weight              ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0  ·
+  ddm.style_mode              ·                                    ·                             batchavg                  ·
+  ddm.style_tap               ·                                    ·                             norm                      ·
+  ddm.k                       ·                                    ·                             0                         ·
+  ncfm.num_freqs              ·                                    ·                             ·                         4096
+  ncfm.alpha                  ·                                    ·                             ·                         0.5
+  ncfm.beta                   ·                                    ·                             ·                         0.5
+  ncfm.scale                  ·                                    ·                             ·                         300.0
+  eval.protocol               dm                                   idc                           = dm                      = dm
+  eval.epochs                 1000                                 1000                          = dm                      = dm
+  eval.batch_size             256                                  64                            = dm                      = dm
+  eval.lr                     0.01                                 0.01                          = dm                      = dm
+  eval.momentum               0.9                                  0.9                           = dm                      = dm
+  eval.weight_decay           0.0005                               0.0005                        = dm                      = dm
+  eval.strategy               color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm                      = dm
+  eval.mix_p                  0.0                                  0.5                           = dm                      = dm
+  eval.beta                   1.0                                  1.0                           = dm                      = dm
+  eval.eval_every_epochs      ·                                    500                           ·                         ·
 
 Reported accuracies (%, ResNetAP-10, IDC protocol, arXiv 2205.14959): IDC IPC 10 / 20 =
 72.8 / 76.6. M3D: NOT FOUND in our sources (the abstract claims it surpasses IDC on

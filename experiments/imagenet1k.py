@@ -1,4 +1,4 @@
-"""ImageNet-1K (1000 classes, 64×64 by default): DM / M3D / DDM with ConvNet-4.
+"""ImageNet-1K (1000 classes, 64×64 by default): DM / M3D / DDM / NCFM with ConvNet-4.
 
 Run (data: ImageFolder tree under $JAXCOND_DATA_DIR/imagenet or a prepared TFDS
 imagenet2012; for a TPU pod or several GPU hosts, start one process per host with
@@ -6,6 +6,8 @@ imagenet2012; for a TPU pod or several GPU hosts, start one process per host wit
 
   python -m jaxcond.condense --config experiments/imagenet1k.py:method=dm,ipc=10 --workdir runs/in1k_dm_ipc10
   python -m jaxcond.condense --config experiments/imagenet1k.py:method=ddm,ipc=10 --workdir runs/in1k_ddm_ipc10
+  python -m jaxcond.pool --config experiments/imagenet1k.py --workdir runs/in1k_pool
+  python -m jaxcond.condense --config experiments/imagenet1k.py:method=ncfm,ipc=10 --workdir runs/in1k_ncfm_ipc10 --config.pool.path=runs/in1k_pool
   python -m jaxcond.condense --config experiments/imagenet1k.py:method=m3d,ipc=10 --workdir runs/in1k_m3d_ipc10
   128 px like DDM-2024's ImageNet option: add `--config.dataset.resolution=128 --config.model.name=convnetd5 --config.eval.model=convnetd5`.
 
@@ -16,40 +18,49 @@ each step embeds 1000 × (batch_real + ipc) images.
 
 Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
 `a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
-min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+min(ipc, 10) in between; `·` = not read by that method; `= dm` / `= m3d`: as
+for dm / m3d):
 
-  field                    dm                                   m3d                           ddm
-  model.name               convnetd4                            convnetd4                     = dm
-  eval.model               convnetd4                            convnetd4                     = dm
-  steps                    20000                                5000                          = dm
-  batch_real               256                                  128                           = dm
-  synthetic.init           real                                 mix                           = dm
-  synthetic.factor         1                                    2                             = dm
-  synthetic.space          normalized                           unit                          = dm
-  synthetic.lr             1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm
-  synthetic.momentum       0.5                                  0.5                           = dm
-  synthetic.batch_syn_max  0                                    200                           = dm
-  augment.policy           dm                                   idc                           = dm
-  augment.strategy         color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm
-  m3d.kernel               ·                                    gaussian                      ·
-  m3d.ipm                  ·                                    5                             ·
-  m3d.step_mode            ·                                    per_class                     ·
-  ddm.mm_weight            ·                                    ·                             10000.0
-  ddm.cm_weight            ·                                    ·                             0.0
-  ddm.icd_weight           ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0
-  ddm.style_mode           ·                                    ·                             batchavg
-  ddm.style_tap            ·                                    ·                             norm
-  ddm.k                    ·                                    ·                             0
-  eval.protocol            dm                                   idc                           = dm
-  eval.epochs              1000                                 1000                          = dm
-  eval.batch_size          256                                  64                            = dm
-  eval.lr                  0.01                                 0.01                          = dm
-  eval.momentum            0.9                                  0.9                           = dm
-  eval.weight_decay        0.0005                               0.0005                        = dm
-  eval.strategy            color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm
-  eval.mix_p               0.0                                  0.5                           = dm
-  eval.beta                1.0                                  1.0                           = dm
-  eval.eval_every_epochs   ·                                    500                           ·
+  field                       dm                                   m3d                           ddm                       ncfm
+  model.name                  convnetd4                            convnetd4                     = dm                      = dm
+  eval.model                  convnetd4                            convnetd4                     = dm                      = dm
+  steps                       20000                                5000                          = dm                      = dm
+  batch_real                  256                                  128                           = dm                      1024
+  synthetic.init              real                                 mix                           = dm                      = m3d
+  synthetic.factor            1                                    2                             = dm                      = m3d
+  synthetic.space             normalized                           unit                          = dm                      = m3d
+  synthetic.lr                1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm                      0.001
+  synthetic.momentum          0.5                                  0.5                           = dm                      ·
+  synthetic.optimizer         sgd                                  sgd                           = dm                      adamw
+  synthetic.weight_decay      0.0                                  0.0                           = dm                      0.0005
+  synthetic.plateau_patience  0                                    0                             = dm                      500
+  synthetic.batch_syn_max     0                                    200                           = dm                      = dm
+  augment.policy              dm                                   idc                           = dm                      = m3d
+  augment.strategy            color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm                      = m3d
+  calib.weight                0.0                                  0.0                           = dm                      1.0
+  m3d.kernel                  ·                                    gaussian                      ·                         ·
+  m3d.ipm                     ·                                    5                             ·                         ·
+  m3d.step_mode               ·                                    per_class                     ·                         ·
+  ddm.mm_weight               ·                                    ·                             10000.0                   ·
+  ddm.cm_weight               ·                                    ·                             0.0                       ·
+  ddm.icd_weight              ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0  ·
+  ddm.style_mode              ·                                    ·                             batchavg                  ·
+  ddm.style_tap               ·                                    ·                             norm                      ·
+  ddm.k                       ·                                    ·                             0                         ·
+  ncfm.num_freqs              ·                                    ·                             ·                         4096
+  ncfm.alpha                  ·                                    ·                             ·                         0.5
+  ncfm.beta                   ·                                    ·                             ·                         0.5
+  ncfm.scale                  ·                                    ·                             ·                         300.0
+  eval.protocol               dm                                   idc                           = dm                      = dm
+  eval.epochs                 1000                                 1000                          = dm                      = dm
+  eval.batch_size             256                                  64                            = dm                      = dm
+  eval.lr                     0.01                                 0.01                          = dm                      = dm
+  eval.momentum               0.9                                  0.9                           = dm                      = dm
+  eval.weight_decay           0.0005                               0.0005                        = dm                      = dm
+  eval.strategy               color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm                      = dm
+  eval.mix_p                  0.0                                  0.5                           = dm                      = dm
+  eval.beta                   1.0                                  1.0                           = dm                      = dm
+  eval.eval_every_epochs      ·                                    500                           ·                         ·
 
 Expected accuracy (%): DM, M3D and DDM absolute ImageNet-1K numbers not found (the DDM
 abstract, arXiv 2412.04748, claims "+2.0% / +5% on ImageNet-1K" over the baselines).

@@ -1,5 +1,5 @@
 """ImageNet subsets at 128×128 (MTT lists: imagenette, imagewoof, imagemeow, imagesquawk,
-imagefruit, imageyellow; 10 classes each): DM / M3D / DDM with ConvNet-5.
+imagefruit, imageyellow; 10 classes each): DM / M3D / DDM / NCFM with ConvNet-5.
 
 Run (data: an ImageNet ImageFolder tree `train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG` under
 $JAXCOND_DATA_DIR/imagenet, or a prepared TFDS imagenet2012):
@@ -7,6 +7,8 @@ $JAXCOND_DATA_DIR/imagenet, or a prepared TFDS imagenet2012):
   python -m jaxcond.condense --config experiments/imagenet_subsets.py:subset=imagenette,method=dm,ipc=10 --workdir runs/nette_dm_ipc10
   python -m jaxcond.condense --config experiments/imagenet_subsets.py:subset=imagewoof,method=m3d,ipc=10 --workdir runs/woof_m3d_ipc10
   python -m jaxcond.condense --config experiments/imagenet_subsets.py:subset=imagewoof,method=ddm,ipc=10 --workdir runs/woof_ddm_ipc10
+  python -m jaxcond.pool --config experiments/imagenet_subsets.py:subset=imagewoof --workdir runs/woof_pool
+  python -m jaxcond.condense --config experiments/imagenet_subsets.py:subset=imagewoof,method=ncfm,ipc=10 --workdir runs/woof_ncfm_ipc10 --config.pool.path=runs/woof_pool
   CPU smoke run: experiments/imagenet_subsets.py:subset=imagenette,method=dm,ipc=1,runlocal
 
 ConvNetD5 (feature dim 2048; MTT commands, DANCE "5-layer ConvNet"), resolution 128
@@ -15,40 +17,49 @@ for every subset. M3D's own 128 px setting is not found (DANCE, same lineage, us
 
 Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
 `a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
-min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+min(ipc, 10) in between; `·` = not read by that method; `= dm` / `= m3d`: as
+for dm / m3d):
 
-  field                    dm                                   m3d                           ddm
-  model.name               convnetd5                            convnetd5                     = dm
-  eval.model               convnetd5                            convnetd5                     = dm
-  steps                    20000                                5000                          = dm
-  batch_real               256                                  128                           = dm
-  synthetic.init           real                                 mix                           = dm
-  synthetic.factor         1                                    2                             = dm
-  synthetic.space          normalized                           unit                          = dm
-  synthetic.lr             1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm
-  synthetic.momentum       0.5                                  0.5                           = dm
-  synthetic.batch_syn_max  0                                    200                           = dm
-  augment.policy           dm                                   idc                           = dm
-  augment.strategy         color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm
-  m3d.kernel               ·                                    gaussian                      ·
-  m3d.ipm                  ·                                    5                             ·
-  m3d.step_mode            ·                                    per_class                     ·
-  ddm.mm_weight            ·                                    ·                             10000.0
-  ddm.cm_weight            ·                                    ·                             0.0
-  ddm.icd_weight           ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0
-  ddm.style_mode           ·                                    ·                             batchavg
-  ddm.style_tap            ·                                    ·                             norm
-  ddm.k                    ·                                    ·                             0
-  eval.protocol            dm                                   idc                           = dm
-  eval.epochs              1000                                 1000                          = dm
-  eval.batch_size          256                                  64                            = dm
-  eval.lr                  0.01                                 0.01                          = dm
-  eval.momentum            0.9                                  0.9                           = dm
-  eval.weight_decay        0.0005                               0.0005                        = dm
-  eval.strategy            color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm
-  eval.mix_p               0.0                                  0.5                           = dm
-  eval.beta                1.0                                  1.0                           = dm
-  eval.eval_every_epochs   ·                                    500                           ·
+  field                       dm                                   m3d                           ddm                       ncfm
+  model.name                  convnetd5                            convnetd5                     = dm                      = dm
+  eval.model                  convnetd5                            convnetd5                     = dm                      = dm
+  steps                       20000                                5000                          = dm                      = dm
+  batch_real                  256                                  128                           = dm                      1024
+  synthetic.init              real                                 mix                           = dm                      = m3d
+  synthetic.factor            1                                    2                             = dm                      = m3d
+  synthetic.space             normalized                           unit                          = dm                      = m3d
+  synthetic.lr                1.0                                  1.0 / 10.0 / 10.0 / 10.0      = dm                      0.001
+  synthetic.momentum          0.5                                  0.5                           = dm                      ·
+  synthetic.optimizer         sgd                                  sgd                           = dm                      adamw
+  synthetic.weight_decay      0.0                                  0.0                           = dm                      0.0005
+  synthetic.plateau_patience  0                                    0                             = dm                      500
+  synthetic.batch_syn_max     0                                    200                           = dm                      = dm
+  augment.policy              dm                                   idc                           = dm                      = m3d
+  augment.strategy            color_crop_cutout_flip_scale_rotate  color_crop_cutout             = dm                      = m3d
+  calib.weight                0.0                                  0.0                           = dm                      1.0
+  m3d.kernel                  ·                                    gaussian                      ·                         ·
+  m3d.ipm                     ·                                    5                             ·                         ·
+  m3d.step_mode               ·                                    per_class                     ·                         ·
+  ddm.mm_weight               ·                                    ·                             10000.0                   ·
+  ddm.cm_weight               ·                                    ·                             0.0                       ·
+  ddm.icd_weight              ·                                    ·                             0.0 / 10.0 / 10.0 / 10.0  ·
+  ddm.style_mode              ·                                    ·                             batchavg                  ·
+  ddm.style_tap               ·                                    ·                             norm                      ·
+  ddm.k                       ·                                    ·                             0                         ·
+  ncfm.num_freqs              ·                                    ·                             ·                         4096
+  ncfm.alpha                  ·                                    ·                             ·                         0.5
+  ncfm.beta                   ·                                    ·                             ·                         0.5
+  ncfm.scale                  ·                                    ·                             ·                         300.0
+  eval.protocol               dm                                   idc                           = dm                      = dm
+  eval.epochs                 1000                                 1000                          = dm                      = dm
+  eval.batch_size             256                                  64                            = dm                      = dm
+  eval.lr                     0.01                                 0.01                          = dm                      = dm
+  eval.momentum               0.9                                  0.9                           = dm                      = dm
+  eval.weight_decay           0.0005                               0.0005                        = dm                      = dm
+  eval.strategy               color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm                      = dm
+  eval.mix_p                  0.0                                  0.5                           = dm                      = dm
+  eval.beta                   1.0                                  1.0                           = dm                      = dm
+  eval.eval_every_epochs      ·                                    500                           ·                         ·
 
 Expected accuracy (ConvNetD5, %), reported, DM IPC 1 / 10 (as tabulated by DANCE Table 2):
 - ImageNette 32.8±0.5 / 58.1±0.3 (whole 87.4±1.0)

@@ -1,10 +1,12 @@
-"""MNIST (28×28 grey, 10 classes): DM / M3D / DDM with the papers' defaults.
+"""MNIST (28×28 grey, 10 classes): DM / M3D / DDM / NCFM with the papers' defaults.
 
 Run (data: the IDX files, found under $JAXCOND_DATA_DIR/mnist, or --config.dataset.path):
 
   python -m jaxcond.condense --config experiments/mnist.py:method=dm,ipc=10 --workdir runs/mnist_dm_ipc10
   python -m jaxcond.condense --config experiments/mnist.py:method=m3d,ipc=10 --workdir runs/mnist_m3d_ipc10
   python -m jaxcond.condense --config experiments/mnist.py:method=ddm,ipc=10 --workdir runs/mnist_ddm_ipc10
+  python -m jaxcond.pool --config experiments/mnist.py --workdir runs/mnist_pool
+  python -m jaxcond.condense --config experiments/mnist.py:method=ncfm,ipc=10 --workdir runs/mnist_ncfm_ipc10 --config.pool.path=runs/mnist_pool
   CPU smoke run: experiments/mnist.py:method=dm,ipc=10,runlocal
 
 ConvNet-3 (the first conv pads 28 -> 32), DSA without flip for DM/DDM (DM README, digits),
@@ -12,40 +14,49 @@ M3D evaluation with `color_crop` and no CutMix (IDC's MNIST setting with factor 
 
 Values (`configs.values_table`; home and reasons: jaxcond/configs/methods.py; a cell
 `a / b / c / d` = the value at IPC 1 / 10 / 50 / 100 where they differ, M3D's lr is
-min(ipc, 10) in between; `·` = not read by that method; `= dm`: as for dm):
+min(ipc, 10) in between; `·` = not read by that method; `= dm` / `= m3d`: as
+for dm / m3d):
 
-  field                    dm                              m3d                       ddm
-  model.name               convnet                         convnet                   = dm
-  eval.model               convnet                         convnet                   = dm
-  steps                    20000                           5000                      = dm
-  batch_real               256                             128                       = dm
-  synthetic.init           real                            mix                       = dm
-  synthetic.factor         1                               2                         = dm
-  synthetic.space          normalized                      unit                      = dm
-  synthetic.lr             1.0                             1.0 / 10.0 / 10.0 / 10.0  = dm
-  synthetic.momentum       0.5                             0.5                       = dm
-  synthetic.batch_syn_max  0                               200                       = dm
-  augment.policy           dm                              idc                       = dm
-  augment.strategy         color_crop_cutout_scale_rotate  color_crop_cutout         = dm
-  m3d.kernel               ·                               gaussian                  ·
-  m3d.ipm                  ·                               5                         ·
-  m3d.step_mode            ·                               per_class                 ·
-  ddm.mm_weight            ·                               ·                         10000.0
-  ddm.cm_weight            ·                               ·                         0.0
-  ddm.icd_weight           ·                               ·                         0.0 / 10.0 / 10.0 / 10.0
-  ddm.style_mode           ·                               ·                         batchavg
-  ddm.style_tap            ·                               ·                         norm
-  ddm.k                    ·                               ·                         0
-  eval.protocol            dm                              idc                       = dm
-  eval.epochs              1000                            1000                      = dm
-  eval.batch_size          256                             64                        = dm
-  eval.lr                  0.01                            0.01                      = dm
-  eval.momentum            0.9                             0.9                       = dm
-  eval.weight_decay        0.0005                          0.0005                    = dm
-  eval.strategy            color_crop_cutout_scale_rotate  color_crop                = dm
-  eval.mix_p               0.0                             0.0                       = dm
-  eval.beta                1.0                             1.0                       = dm
-  eval.eval_every_epochs   ·                               500                       ·
+  field                       dm                              m3d                       ddm                       ncfm
+  model.name                  convnet                         convnet                   = dm                      = dm
+  eval.model                  convnet                         convnet                   = dm                      = dm
+  steps                       20000                           5000                      = dm                      = dm
+  batch_real                  256                             128                       = dm                      1024
+  synthetic.init              real                            mix                       = dm                      = m3d
+  synthetic.factor            1                               2                         = dm                      = m3d
+  synthetic.space             normalized                      unit                      = dm                      = m3d
+  synthetic.lr                1.0                             1.0 / 10.0 / 10.0 / 10.0  = dm                      0.001
+  synthetic.momentum          0.5                             0.5                       = dm                      ·
+  synthetic.optimizer         sgd                             sgd                       = dm                      adamw
+  synthetic.weight_decay      0.0                             0.0                       = dm                      0.0005
+  synthetic.plateau_patience  0                               0                         = dm                      500
+  synthetic.batch_syn_max     0                               200                       = dm                      = dm
+  augment.policy              dm                              idc                       = dm                      = m3d
+  augment.strategy            color_crop_cutout_scale_rotate  color_crop_cutout         = dm                      = m3d
+  calib.weight                0.0                             0.0                       = dm                      1.0
+  m3d.kernel                  ·                               gaussian                  ·                         ·
+  m3d.ipm                     ·                               5                         ·                         ·
+  m3d.step_mode               ·                               per_class                 ·                         ·
+  ddm.mm_weight               ·                               ·                         10000.0                   ·
+  ddm.cm_weight               ·                               ·                         0.0                       ·
+  ddm.icd_weight              ·                               ·                         0.0 / 10.0 / 10.0 / 10.0  ·
+  ddm.style_mode              ·                               ·                         batchavg                  ·
+  ddm.style_tap               ·                               ·                         norm                      ·
+  ddm.k                       ·                               ·                         0                         ·
+  ncfm.num_freqs              ·                               ·                         ·                         4096
+  ncfm.alpha                  ·                               ·                         ·                         0.5
+  ncfm.beta                   ·                               ·                         ·                         0.5
+  ncfm.scale                  ·                               ·                         ·                         300.0
+  eval.protocol               dm                              idc                       = dm                      = dm
+  eval.epochs                 1000                            1000                      = dm                      = dm
+  eval.batch_size             256                             64                        = dm                      = dm
+  eval.lr                     0.01                            0.01                      = dm                      = dm
+  eval.momentum               0.9                             0.9                       = dm                      = dm
+  eval.weight_decay           0.0005                          0.0005                    = dm                      = dm
+  eval.strategy               color_crop_cutout_scale_rotate  color_crop                = dm                      = dm
+  eval.mix_p                  0.0                             0.0                       = dm                      = dm
+  eval.beta                   1.0                             1.0                       = dm                      = dm
+  eval.eval_every_epochs      ·                               500                       ·                         ·
 
 Expected accuracy (ConvNet-3, %):
 - Reported, DM: not found in readable sources. M3D (arXiv 2312.15927): an MNIST entry

@@ -1,4 +1,4 @@
-"""`python -m jaxcond.condense`: condense a dataset with DM, M3D or DDM.
+"""`python -m jaxcond.condense`: condense a dataset with DM, M3D, DDM or NCFM.
 
     python -m jaxcond.condense --config experiments/quickstart.py --workdir runs/quickstart
     python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 \\
@@ -9,10 +9,13 @@ a sequence of stages, each a function of this module a notebook can call on its 
 
   settings  `setup`: validate the config (one-line ConfigError naming the field), freeze it
             into settings, make the 1-D device mesh over classes (`jaxcond.parallel`);
+            read the trained feature nets of `pool.path` (`jaxcond.pool_files`: their
+            content hash joins the trajectory);
   plan      `plan_step`: chunk sizes from the memory budget, checked by compiling the step
             from shapes only, before any data is read (`jaxcond.plan`);
   real data `open_real_data`: the class bank, or the stream (`jaxcond.realdata`), each
-            process loading only its own classes;
+            process loading only its own classes; the pool's weights join the step's
+            arguments after the data (`realdata.WithPool`);
   state     `init_or_resume`: the latest checkpoint in `DIR/checkpoints`, else a new set;
   step      `compile_step`: the planned step (compiled once, while planning, when it can);
   loop      `train`: `steps` updates, logging, checkpoints (orbax, async), grids and
@@ -20,8 +23,9 @@ a sequence of stages, each a function of this module a notebook can call on its 
   outputs   `finish`: `DIR/synthetic.npz`, a PNG grid, the final evaluation, report.html.
 
 The objective of each method is documented in `jaxcond.steps` (DM, arXiv 2110.04181;
-M3D, arXiv 2312.15927; DDM, arXiv 2412.04748). `condense_classes` condenses a subset of
-classes held in memory: the entry point of `jaxcond.continual` and `jaxcond.nas`.
+M3D, arXiv 2312.15927; DDM, arXiv 2412.04748; NCFM, arXiv 2502.20653). `condense_classes`
+condenses a subset of classes held in memory: the entry point of `jaxcond.continual` and
+`jaxcond.nas`.
 """
 from __future__ import annotations
 
@@ -44,8 +48,8 @@ import numpy as np
 import optax
 
 import jaxcond
-from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, preemption
-from jaxcond import progress, realdata, report, steps, synthetic_io
+from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, pool_files
+from jaxcond import preemption, progress, realdata, report, steps, synthetic_io
 from jaxcond import plan as plan_lib
 from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
@@ -101,6 +105,8 @@ class Run:
   t_start: float
   model: Any = None
   t_data: float = 0.0     # seconds to load the real data (open_real_data)
+  pool: Any = None        # trained feature nets (host arrays, `pool_files.load`) or None
+  pool_manifest: dict | None = None
 
   @property
   def is_main(self) -> bool:
@@ -207,15 +213,43 @@ def setup(config, workdir: str, *, log=None) -> Run:
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)
   configs.validate_known_counts(config, info)   # before the plan compiles anything
-  r = configs.RunSettings.from_config(config)
+  pool, manifest = load_pool(config, info)
+  extra = {"pool.content_hash": manifest["content_hash"]} if manifest else None
+  r = configs.RunSettings.from_config(config, extra)
   mesh = parallel.make_mesh(r.num_devices)
-  s = configs.step_settings(config, info)
-  return Run(config=config, s=s, r=r, d=configs.DataSettings.from_config(config),
-             e=evaluate.EvalSettings.from_config(config) if r.eval_num_nets else None,
-             info=info, mesh=mesh, paths=Paths.of(workdir),
-             printer=progress.Printer(quiet=r.quiet, enabled=jax.process_index() == 0,
-                                    stream=log),
-             t_start=time.perf_counter(), model=steps.make_model(s))
+  s = configs.step_settings(config, info, pool_size=int(manifest["size"]) if manifest else 0)
+  ctx = Run(config=config, s=s, r=r, d=configs.DataSettings.from_config(config),
+            e=evaluate.EvalSettings.from_config(config) if r.eval_num_nets else None,
+            info=info, mesh=mesh, paths=Paths.of(workdir),
+            printer=progress.Printer(quiet=r.quiet, enabled=jax.process_index() == 0,
+                                     stream=log),
+            t_start=time.perf_counter(), model=steps.make_model(s), pool=pool,
+            pool_manifest=manifest)
+  if manifest:
+    ctx.printer(f"feature nets: {manifest['size']} trained {manifest['model']['name']} from "
+                f"{config.pool.path} (content hash {manifest['content_hash'][:16]})"
+                + (f", calibration weight {s.calib_weight:g}" if s.uses_calib else ""))
+  elif s.calib_weight > 0:
+    ctx.printer(f"calib.weight {s.calib_weight:g} is not used: calibration needs trained "
+                f"nets (pool.path); each step draws a random net")
+  return ctx
+
+
+def load_pool(config, info) -> tuple[Any, dict | None]:
+  """(stacked host arrays, manifest) of `pool.path`, checked against this run's net and
+  training images (`pool_files.load`), or (None, None) without a pool."""
+  path = config.pool.path
+  if not path:
+    return None, None
+  pool, manifest = pool_files.load(path, model=configs.model_record(config, info))
+  want = configs.dataset_record(config)
+  got = manifest.get("dataset", {})
+  diff = [k for k in want if got.get(k) != want[k]]
+  if diff:
+    k = diff[0]
+    raise ConfigError(f"pool.path: {path} was trained with dataset.{k}={got.get(k)!r}, this "
+                      f"run has {want[k]!r} (train a pool on this run's training images)")
+  return pool, manifest
 
 
 def plan_step(ctx: Run) -> plan_lib.Plan:
@@ -234,6 +268,8 @@ def open_real_data(ctx: Run) -> realdata.RealSource:
   t0 = time.perf_counter()
   check = lambda counts: configs.validate_counts(ctx.config, counts, ctx.info.class_names)
   source = realdata.open_source(ctx.d, ctx.info, ctx.s, ctx.mesh, check_counts=check)
+  if ctx.pool is not None:
+    source = realdata.WithPool(source, realdata.place_pool(ctx.pool, ctx.mesh))
   ctx.t_data = time.perf_counter() - t0
   if ctx.is_main:
     files.makedirs(ctx.paths.images)
@@ -560,6 +596,8 @@ def restore_repadded(ckpt, step, abstract, num_classes):
   state, _ = ckpt.restore(step, saved_abstract)
 
   def repad(x, target):
+    if not target.shape:       # a scalar of the optimiser state (Adam's count, plateau)
+      return jax.device_put(np.asarray(jax.device_get(x)), target.sharding)
     x = np.asarray(jax.device_get(x))[:num_classes]
     pad = np.zeros((target.shape[0] - num_classes,) + x.shape[1:], x.dtype)
     return jax.device_put(np.concatenate([x, pad]), target.sharding)
@@ -639,9 +677,14 @@ def in_loop_eval(ctx: Run, state, step: int, loop: Loop, x_host=None):
 def write_config_json(ctx: Run, start: int, identity: str = "") -> None:
   """DIR/config.json: the config, its hash, the dataset, versions, devices, the command."""
   info = ctx.info
+  pool = ctx.pool_manifest
   files.write_json(ctx.paths.config, {
       "config": configs.to_jsonable(ctx.config),
-      "config_hash": configs.config_hash(ctx.config),
+      "config_hash": ctx.r.config_hash,
+      "pool": None if pool is None else {
+          "path": os.path.abspath(ctx.config.pool.path), "size": pool["size"],
+          "content_hash": pool["content_hash"], "train_accuracy": pool.get("train_accuracy"),
+          "test_accuracy": pool.get("test_accuracy")},
       "dataset_info": {"name": info.name, "num_classes": info.num_classes,
                        "image_shape": list(info.image_shape), "mean": list(info.mean),
                        "std": list(info.std)},
@@ -690,6 +733,9 @@ def condense_classes(cfg, info, images, labels, classes, *, seed: int,
   """
   classes = [int(c) for c in classes]
   configs.validate(cfg)
+  if cfg.pool.path:
+    raise ConfigError("pool.path: trained feature nets are for whole-dataset runs "
+                      "(python -m jaxcond.condense); condensing a class subset uses random nets")
   configs.validate_shapes(cfg, info.image_shape)
   counts = np.bincount(labels, minlength=info.num_classes)[classes]
   configs.validate_counts(cfg, counts, [info.class_names[c] for c in classes]
@@ -731,8 +777,8 @@ def _subset_fns(s: steps.StepSettings, init: str):
 
 PROGRAM = cli.Program(
     name="condense",
-    summary="Condense a dataset with DM, M3D or DDM into DIR/synthetic.npz (resumes from "
-            "DIR/checkpoints).",
+    summary="Condense a dataset with DM, M3D, DDM or NCFM into DIR/synthetic.npz (resumes "
+            "from DIR/checkpoints).",
     examples=("python -m jaxcond.condense --config experiments/quickstart.py "
               "--workdir runs/quickstart",
               "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcond import backend, benchlib, configs, data, nets, parallel, steps
+from jaxcond import backend, benchlib, configs, data, nets, parallel, pool_files, steps
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
@@ -132,16 +132,43 @@ def preferred(config, s, local: int, policy: str) -> tuple[int, int, bool, bool]
 # ------------------------------------------------------------------------------ the step
 
 def state_shardings(s, mesh):
+  """The state's shardings: per-pixel leaves (the synthetic set, momentum / Adam moments)
+  class-sharded like the set, scalars (Adam's count, the plateau state) replicated."""
   syn = parallel.class_sharding(mesh, 5)
-  return {"syn": syn,
-          "opt": jax.tree.map(lambda _: syn, steps.optimizer(s).init(jnp.zeros((1,))))}
+  rep = parallel.replicated(mesh)
+  opt = jax.eval_shape(lambda: steps.optimizer(s).init(jnp.zeros((1,) * 5)))
+  return {"syn": syn, "opt": jax.tree.map(lambda a: syn if a.ndim == 5 else rep, opt)}
+
+
+def opt_copies(s) -> int:
+  """Per-pixel arrays in the optimiser state: 0 (plain SGD), 1 (momentum), 2 (Adam)."""
+  opt = jax.eval_shape(lambda: steps.optimizer(s).init(jnp.zeros((1,) * 5)))
+  return sum(1 for a in jax.tree.leaves(opt) if a.ndim == 5)
+
+
+def pool_args(s, mesh, model=None):
+  """ShapeDtypeStructs of the pool argument, replicated on every device (`steps.Pool`)."""
+  model = model if model is not None else steps.make_model(s)
+  rep = parallel.replicated(mesh)
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
+                      steps.pool_shapes(model, s))
+
+
+def pool_bytes(s) -> int:
+  """Bytes of the pool argument (initial + final weights of every net), per device."""
+  if not s.uses_pool:
+    return 0
+  shapes = steps.pool_shapes(steps.make_model(s), s)
+  return int(sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(shapes)))
 
 
 def build_step(s, mesh, *, streaming: bool = False, model=None):
   """The jitted, sharded condensation step that condense, bench and `--plan` run.
 
   Bank mode: `fn(state, bank, step)` samples the real batch from the class bank inside the
-  jit; streaming: `fn(state, real_u8, class_ids, step)`. State donated, outputs sharded.
+  jit; streaming: `fn(state, real_u8, class_ids, step)`. With a pool (`s.pool_size` > 0)
+  its weights come before `step`: `fn(state, bank, pool, step)`, replicated. State donated,
+  outputs sharded.
   """
   sharding = lambda ndim: parallel.class_sharding(mesh, ndim)
   out = (state_shardings(s, mesh), parallel.replicated(mesh))
@@ -162,13 +189,14 @@ def abstract_args(s, mesh, *, depth: int, streaming: bool = False) -> tuple:
                        state, state_shardings(s, mesh))
   ids = jax.ShapeDtypeStruct((c_pad,), jnp.int32, sharding=shard(1))
   step = jax.ShapeDtypeStruct((), jnp.int32)
+  pool = (pool_args(s, mesh),) if s.uses_pool else ()
   if streaming:
     real = jax.ShapeDtypeStruct((c_pad, s.batch_real) + hwc, jnp.uint8, sharding=shard(5))
-    return state, real, ids, step
+    return (state, real, ids, *pool, step)
   bank = data.ClassBank(images=jax.ShapeDtypeStruct((c_pad, depth) + hwc, jnp.uint8,
                                                sharding=shard(5)),
                    counts=ids, class_ids=ids)
-  return state, bank, step
+  return (state, bank, *pool, step)
 
 
 def compile_stats(s, mesh, *, depth: int, streaming: bool = False) -> dict:
@@ -230,8 +258,9 @@ def _piece_slopes(s) -> dict:
 
   def syn_fn(syn, feats, taps, ids):
     def loss(x):
-      total, _ = steps.class_losses(model, steps.random_net_variables(model, 0, one), x,
-                                    feats, taps, ids, 0, one)
+      v = steps.random_net_variables(model, 0, one)
+      total, _ = steps.class_losses(model, v, x, feats, taps, ids, 0, one,
+                                    final=v if one.uses_calib else None)
       return jnp.sum(total)
     return jax.grad(loss)(syn)
 
@@ -303,6 +332,7 @@ class Plan:
   compiles: int
   note: str = ""
   steps: int = 0           # condensation steps of the run (config.steps): FLOPs per run
+  pool_bytes: int = 0      # the pool argument (replicated), part of the arguments
 
   def executable_for(self, *args):
     """The step the plan compiled, if `args` match the shapes it was compiled for (then
@@ -322,19 +352,26 @@ class Plan:
     rcpg = s.real_cpg or local
     r_iters = steps.num_groups(local, rcpg) * (s.batch_real // k)
     g = steps.num_groups(local, s.syn_cpg)
-    return (f"real {rcpg} class(es) x {k} image(s) per iteration ({r_iters} iteration(s)); "
+    line = (f"real {rcpg} class(es) x {k} image(s) per iteration ({r_iters} iteration(s)); "
             f"synthetic {s.syn_cpg or local} class(es) x {s.syn_per_class} image(s) per "
             f"group ({g} group(s){', unrolled' if s.syn_unroll else ''})")
+    if s.method == "ncfm" and (s.freq_chunk or s.sample_chunk):
+      line += (f"; NCFM {s.freq_chunk or s.num_freqs} frequencies"
+               + (f" x {s.sample_chunk} samples" if s.sample_chunk else "") + " per iteration")
+    return line
 
   def lines(self, note: bool = True) -> list[str]:
     st = self.stats
     gib = lambda b: f"{b / GIB:8.2f} GiB"
     temp = st.get("temp_size_in_bytes", 0)
+    pool = [f"  feature-net pool       {gib(self.pool_bytes)} ({self.settings.pool_size} "
+            f"nets, initial + final weights, replicated)"] if self.pool_bytes else []
     return [
         f"memory plan, per device ({self.devices} device(s), {self.local_classes} class "
         f"slot(s) each, {self.policy} policy):",
         f"  bank shard             {gib(self.bank_bytes)}",
         f"  synthetic + optimiser  {gib(self.state_bytes)}",
+        *pool,
         f"  step temporaries       {gib(temp)}",
         f"  total                  {gib(self.per_device_bytes)} of {gib(self.budget_bytes)}"
         f" budget: {'fits' if self.fits else 'DOES NOT FIT'}",
@@ -371,6 +408,18 @@ class Plan:
             "note": self.note}
 
 
+def cf_chunks(s) -> list[tuple[int, int]]:
+  """NCFM's (freq_chunk, sample_chunk) to try, largest first: frequency chunks of
+  FREQ_BLOCK·2^k below `num_freqs`, then sample chunks (256, 64) at the smallest."""
+  sizes, f = [], steps.FREQ_BLOCK
+  while f < s.num_freqs:
+    sizes.insert(0, f)
+    f *= 2
+  n = s.batch_real + s.syn_per_class
+  smallest = sizes[-1] if sizes else 0
+  return [(f, 0) for f in sizes] + [(smallest, k) for k in (256, 64) if k < n]
+
+
 def _advice(s, config, devices) -> str:
   return (f"reduce ipc ({s.ipc}) or batch_real ({s.batch_real}), lower "
           f"dataset.resolution, use more devices (now {devices}), set "
@@ -396,8 +445,8 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   for v in s.image_shape:
     hwc *= int(v)
   bank_bytes = 0 if streaming else local * depth * hwc
-  n_opt = 1 if s.momentum > 0 else 0
-  state_bytes = local * s.ipc * hwc * 4 * (1 + n_opt)
+  state_bytes = local * s.ipc * hwc * 4 * (1 + opt_copies(s))
+  nets_bytes = pool_bytes(s)
   bn = configs.uses_batch_norm(config)
   compiles = 0
 
@@ -424,7 +473,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   def fixed_bytes():
     """What does not scale with the chunks: arguments (bank shard, state), the sampled real
     batch, the real features and tap means, the gradient and the new state."""
-    return (bank_bytes + 3 * state_bytes + local * s.batch_real * hwc
+    return (bank_bytes + 3 * state_bytes + nets_bytes + local * s.batch_real * hwc
             + 4 * local * (s.batch_real * sl["feat_dim"] + sl["tap_elems"]))
 
   if policy != "cpu" and not (real_fixed and syn_fixed):
@@ -459,6 +508,14 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
       cand, st = new, check(new)
       if st["per_device_bytes"] <= target:
         break
+  if s.method == "ncfm" and st["per_device_bytes"] > target:
+    # NCFM's objective holds [classes, samples, frequencies] projections per group: chunk
+    # the frequencies (then the samples) when the smallest class layout is still over.
+    for fc, sc in cf_chunks(s):
+      cand = dataclasses.replace(cand, freq_chunk=fc, sample_chunk=sc)
+      st = check(cand)
+      if st["per_device_bytes"] <= target:
+        break
   fits = st["per_device_bytes"] <= budget
   if st["per_device_bytes"] > target and fits:
     note = "within the budget but above its safety margin"
@@ -466,7 +523,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
               stats=st, bank_bytes=bank_bytes, state_bytes=state_bytes, fits=fits,
               policy=policy, compile_s=st["compile_s"],
               plan_s=time.perf_counter() - t_all, compiles=compiles, note=note,
-              steps=int(config.steps))
+              steps=int(config.steps), pool_bytes=nets_bytes)
   if not fits:
     plan.note = _no_fit_message(plan, s, config, bn)
   if log is not None:   # a strict run's error line says the note: print it once
@@ -509,11 +566,14 @@ def setup_fake_devices(devices: int | None) -> None:
 
 def run_plan(config, devices: int = 0, *, log: Callable[[str], None] = print) -> dict:
   """`--plan`: the plan of `config` from shapes only (no data is read; the dataset's shape
-  and classes come from the registry). Prints the plan block; returns `Plan.summary()`."""
+  and classes come from the registry). Prints the plan block; returns `Plan.summary()`.
+  With `pool.path` the pool's size comes from its manifest, or from `pool.size` when the
+  path holds no pool yet (a pool is planned from its shapes, like the data)."""
   configs.validate(config)
   info = registry.get_info(config.dataset.name, resolution=config.dataset.resolution or None)
   configs.validate_shapes(config, info.image_shape)
-  s = configs.step_settings(config, info)
+  s = configs.step_settings(config, info, pool_size=pool_files.planned_size(
+      config.pool.path, config.pool.size))
   mesh = parallel.make_mesh(devices or config.num_devices or None)
   depth = int(info.max_per_class or 2 * max(s.batch_real, s.ipc * s.factor ** 2))
   # The accelerator policy (largest chunks that fit) unless JAXCOND_BACKEND_POLICY=cpu: a

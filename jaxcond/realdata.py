@@ -16,6 +16,10 @@ synthetic set, and, every step, the real-data arguments of the compiled step
 the classes of its own devices' slots. `condense`, `bench`, `continual` and `nas` never
 fork on bank vs stream: they call `initial_synthetic`, `arg_specs` (what the step is
 compiled for), `step_args(step)` and `close`.
+
+`WithPool(source, pool)`: the same source whose step arguments end with the trained feature
+nets (`steps.Pool`, replicated on the devices), so a step that draws its net from a pool
+(`pool.path`) gets the weights as an argument the same way it gets its data.
 """
 from __future__ import annotations
 
@@ -122,6 +126,37 @@ class StreamSource(RealSource):
     if self._stream is not None:
       self._stream.close()
       self._stream = None
+
+
+class WithPool(RealSource):
+  """`source` with the pool's weights (`steps.Pool`, on the devices) after its arguments."""
+
+  def __init__(self, source: RealSource, pool):
+    self.source, self.pool = source, pool
+    self.streaming, self.counts, self.identity = source.streaming, source.counts, \
+        source.identity
+
+  def initial_synthetic(self, s, init, sharding):
+    return self.source.initial_synthetic(s, init, sharding)
+
+  def arg_specs(self, s):
+    return (*self.source.arg_specs(s), self.pool)
+
+  def start(self, step, stop):
+    self.source.start(step, stop)
+
+  def step_args(self, step):
+    return (*self.source.step_args(step), self.pool)
+
+  def close(self):
+    self.source.close()
+
+
+def place_pool(pool, mesh):
+  """Host arrays of a pool (`pool_files.load`) -> float32 arrays replicated on `mesh`: the
+  few nets' weights are small next to the bank, and every device embeds with them."""
+  rep = parallel.replicated(mesh)
+  return jax.tree.map(lambda a: jax.device_put(np.asarray(a, np.float32), rep), pool)
 
 
 def global_counts(labels, num_classes: int, local_ids) -> np.ndarray:

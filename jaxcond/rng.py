@@ -12,6 +12,11 @@ AUG = 2
 SYN_SUBSET = 3
 INIT = 4
 EVAL = 5
+POOL = 6          # condensation: which pool net and the interpolation l (jaxcond.steps)
+FREQ = 7          # NCFM frequencies t, per class (jaxcond.steps)
+CALIB = 8         # calibration's augmentation of the synthetic images, per class
+POOL_INIT = 9     # jaxcond.pool: each net's initial weights
+POOL_TRAIN = 10   # jaxcond.pool: each training step's batches, augmentation and CutMix
 
 
 def seed_key(seed: int) -> jax.Array:

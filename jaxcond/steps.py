@@ -1,10 +1,12 @@
-"""One condensation iteration of DM / M3D / DDM as a pure, jittable function.
+"""One condensation iteration of DM / M3D / DDM / NCFM as a pure, jittable function.
 
-Data path (docs/design.md "Keys"; DM, M3D and DDM authors' code):
+Data path (docs/design.md "Keys"; DM, M3D, DDM and NCFM authors' code):
 
-  keys (seed, step) ─► random ConvNet (fresh every step; M3D: key of step // ipm)
+  keys (seed, step) ─► random ConvNet (fresh every step; M3D: key of step // ipm), or
+                    │  one net of the trained pool, blended: l·θ_init + (1 − l)·θ_final
                     ├► real batch per class (sampled in the jit from the class bank)
-                    └► one siamese augmentation per class (key folded with the global class id)
+                    ├► one siamese augmentation per class (key folded with the global class id)
+                    └► NCFM: frequencies t per class; calibration: one augmentation per class
   synthetic ─► decode (factor) ─► subsample ≤ batch_syn_max ─► normalise ─► augment ─┐
   real uint8 ─► normalise ─────────────────────────────────────────────► augment ─┴► embed
   (classes folded into the batch axis, ONE shared net) ─► per-class objective [C]
@@ -13,9 +15,21 @@ Data path (docs/design.md "Keys"; DM, M3D and DDM authors' code):
 
 Objectives: DM (arXiv 2110.04181, ‖mean φ(real) − mean φ(syn)‖² per class, summed), M3D
 (arXiv 2312.15927, biased MMD² with the multi-bandwidth gaussian kernel), DDM
-(arXiv 2412.04748, "paper" objective L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD).
+(arXiv 2412.04748, "paper" objective L_MMD + mm·L_MM + cm·L_CM + icd·L_ICD), NCFM
+(arXiv 2502.20653, `objectives.ncfm_loss`: the characteristic-function distance of
+L2-normalised features at `num_freqs` frequencies t ~ N(0, I), drawn per class per step).
 
-Stepping. DM/DDM (and M3D `step_mode="joint"`) take one SGD step on the summed loss.
+Trained feature nets (`pool_size` > 0; DANCE arXiv 2406.01063, NCFM): the step receives the
+pool's initial and final weights, stacked over its nets, as an ARGUMENT (`make_step`), and
+each step picks one net i and l ~ U(0, 1) from the key (seed, step // ipm, POOL) and embeds
+with θ = l·θ_init[i] + (1 − l)·θ_final[i] ("params" only; other collections from final).
+Calibration (`calib_weight` > 0, with a pool only): + weight · CE(f_final[i](A'(syn_c)), c)
+per class, the synthetic images seen by the pool net's FINAL weights (eval mode) under their
+own augmentation A' (key CALIB per class), NCFM's `compute_loss.py`.
+
+Stepping. DM/DDM (and M3D `step_mode="joint"`) take one SGD step on the summed loss; NCFM
+one AdamW step on it (`optimizer="adamw"`; its released code steps once per class: see
+docs/condense.md "NCFM" for why a joint step is used here).
 M3D as published (`step_mode="per_class"`) steps once per class inside the class loop,
 with one momentum buffer for the whole synthetic tensor. Because SGD+momentum is elementwise
 and class c's loss only has gradient on class c's pixels, the C sequential steps decouple:
@@ -47,19 +61,23 @@ import jax.numpy as jnp
 import optax
 
 from jaxcond import augment as augment_lib
+from jaxcond import mmd
 from jaxcond import nets
 from jaxcond import objectives
 from jaxcond import rng
 from jaxcond import synthetic
 from jaxcond.data import bank as data_bank
 
-State = dict  # {"syn": [C, ipc, H, W, ch] float32, "opt": optax SGD state}
+State = dict  # {"syn": [C, ipc, H, W, ch] float32, "opt": optax state}
+Pool = dict   # {"init": variables, "final": variables}, every leaf stacked [pool_size, ...]
+
+FREQ_BLOCK = 256   # NCFM frequencies are drawn in blocks of this many (one key per block)
 
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
   """Everything a step needs, as plain hashable values (built by `jaxcond.configs`)."""
-  method: str                      # dm | m3d | ddm
+  method: str                      # dm | m3d | ddm | ncfm
   seed: int
   num_classes: int                 # real classes (without padding)
   image_shape: tuple               # (H, W, ch)
@@ -73,6 +91,10 @@ class StepSettings:
   space: str = "normalized"        # normalized | unit
   lr: float = 1.0
   momentum: float = 0.5
+  optimizer: str = "sgd"           # sgd | adamw (NCFM)
+  weight_decay: float = 0.0        # sgd: + wd·x in the gradient (torch); adamw: decoupled
+  plateau_patience: int = 0        # > 0: lr × plateau_factor after that many flat steps
+  plateau_factor: float = 0.5
   batch_syn_max: int = 0           # 0 = every decoded image
   aug_policy: str = "dm"           # dm | idc | none
   aug_strategy: str = augment_lib.DEFAULT_STRATEGY
@@ -86,11 +108,19 @@ class StepSettings:
   style_mode: str = "batchavg"
   style_tap: str = "norm"
   icd_k: int = 0                   # 0 = objectives.icd_k(ipc)
+  num_freqs: int = 4096            # NCFM frequencies per class per step
+  cf_alpha: float = 0.5
+  cf_beta: float = 0.5
+  cf_scale: float = objectives.NCFM_SCALE
+  pool_size: int = 0               # trained nets in the pool argument; 0 = random nets
+  calib_weight: float = 0.0        # with a pool: calibration cross-entropy weight
   # Memory / speed layout, chosen by `jaxcond.plan` (never changes the maths):
   real_chunk: int = 0              # real images per class per scan iteration (0 = all)
   real_cpg: int = 0                # classes per device per real iteration (0 = all local)
   syn_cpg: int = 0                 # classes per device per synthetic gradient group (0 = all)
   syn_unroll: bool = False         # unroll the group scan (CPU speed preference, few groups)
+  freq_chunk: int = 0              # NCFM: frequencies per scan iteration (0 = all at once)
+  sample_chunk: int = 0            # NCFM: samples per scan iteration of the CF sums (0 = all)
 
   @property
   def syn_per_class(self) -> int:
@@ -102,15 +132,57 @@ class StepSettings:
   def uses_taps(self) -> bool:
     return self.method == "ddm" and (self.mm_weight > 0 or self.cm_weight > 0)
 
+  @property
+  def uses_pool(self) -> bool:
+    return self.pool_size > 0
+
+  @property
+  def uses_calib(self) -> bool:
+    """Calibration needs a trained net: without a pool the weight is not read."""
+    return self.uses_pool and self.calib_weight > 0
+
 
 def make_model(s: StepSettings):
   return nets.get_model(s.model_name, num_classes=s.num_classes, image_shape=s.image_shape,
                         **dict(s.model_overrides))
 
 
+def plateau_after_step(factor: float, patience: int) -> optax.GradientTransformationExtraArgs:
+  """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4, stepped after the update
+  on the step's loss) as an optax transform scaling the updates: `update(..., value=loss)`.
+
+  optax.contrib.reduce_on_plateau decides on `value` first and scales the SAME update; torch
+  steps the optimiser with the current lr and reduces it for the next one, and only once
+  the bad steps EXCEED `patience`. So this applies the scale held before the call and
+  passes patience + 1 (it reduces when the count reaches its patience).
+  """
+  inner = optax.contrib.reduce_on_plateau(factor=factor, patience=patience + 1)
+
+  def update(updates, state, params=None, *, value, **extra):
+    del extra
+    _, new_state = inner.update(updates, state, params, value=value)
+    return jax.tree.map(lambda g: state.scale * g, updates), new_state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update)
+
+
 def optimizer(s: StepSettings) -> optax.GradientTransformation:
-  """SGD with heavy-ball momentum, PyTorch semantics (buf = μ·buf + g; x −= lr·buf)."""
-  return optax.sgd(s.lr, momentum=s.momentum if s.momentum > 0 else None)
+  """The pixels' optimiser.
+
+  sgd: heavy-ball momentum, PyTorch semantics (buf = μ·buf + g; x −= lr·buf), with
+  `weight_decay` > 0 added to the gradient first (torch SGD). adamw: torch AdamW
+  (β = 0.9, 0.999, ε = 1e-8, decoupled decay x −= lr·wd·x). `plateau_patience` > 0 chains
+  `plateau_after_step` (NCFM: ×0.5 after 500 steps without a lower loss).
+  """
+  if s.optimizer == "adamw":
+    tx = optax.adamw(s.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=s.weight_decay)
+  else:
+    tx = optax.sgd(s.lr, momentum=s.momentum if s.momentum > 0 else None)
+    if s.weight_decay > 0:
+      tx = optax.chain(optax.add_decayed_weights(s.weight_decay), tx)
+  if s.plateau_patience > 0:
+    tx = optax.chain(tx, plateau_after_step(s.plateau_factor, s.plateau_patience))
+  return tx
 
 
 def init_state(s: StepSettings, syn: jax.Array) -> State:
@@ -203,12 +275,69 @@ def _embed(model, variables, x, s: StepSettings, sharding_fn):
   return unfold(feats.reshape(c * n, -1)), taps
 
 
-def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings):
+def frequencies(keys, first, count: int, dim: int):
+  """Blocks first .. first + count − 1 of every class's NCFM frequencies: `[C, count·
+  FREQ_BLOCK, dim]`, t ~ N(0, I) (`mmd.cf_frequencies`).
+
+  Class c's t is the concatenation of blocks 0, 1, ... (block b drawn from
+  fold_in(keys[c], b)), cut to `num_freqs`: a chunk of whole blocks can be drawn inside the
+  loop that uses it, and the chunk size (`freq_chunk`, chosen by the planner) changes no
+  frequency.
+  """
+  def block(b):
+    return jax.vmap(lambda k: mmd.cf_frequencies(jax.random.fold_in(k, b), FREQ_BLOCK,
+                                                 dim))(keys)
+  t = jax.vmap(block)(first + jnp.arange(count))          # [count, C, FREQ_BLOCK, dim]
+  t = jnp.moveaxis(t, 0, 1)
+  return t.reshape((t.shape[0], count * FREQ_BLOCK, dim))
+
+
+def ncfm_objective(real_feats, syn_feats, class_ids, step, s: StepSettings):
+  """NCFM's per-class loss `[C]` (`objectives.ncfm_loss`) at `num_freqs` frequencies per
+  class drawn from (seed, step, FREQ, global class id); NCFM draws fresh t per class per
+  iteration (released code, `NCFM/NCFM.py`).
+
+  With `freq_chunk` the frequencies are taken `freq_chunk` at a time (a multiple of
+  FREQ_BLOCK) in a rematerialised `lax.scan` that also draws them, so neither t `[C, T, d]`
+  nor the projections `[C, n, T]` are ever whole; the result changes only by the rounding
+  of the sums. `sample_chunk` bounds the sample axis inside each (mmd.cf_distance).
+  """
+  keys = rng.class_keys(rng.step_key(s.seed, step, rng.FREQ), _safe_ids(class_ids))
+  dim, num = real_feats.shape[-1], s.num_freqs
+  loss = functools.partial(objectives.ncfm_loss, real_feats, syn_feats, alpha=s.cf_alpha,
+                           beta=s.cf_beta, scale=s.cf_scale,
+                           sample_chunk=s.sample_chunk or None)
+
+  blocks = lambda n: -(-n // FREQ_BLOCK)      # blocks holding n frequencies
+  k = s.freq_chunk // FREQ_BLOCK if 0 < s.freq_chunk < num else 0
+  if not k:
+    return loss(frequencies(keys, 0, blocks(num), dim)[:, :num])
+  chunk = k * FREQ_BLOCK
+  full, rest = divmod(num, chunk)
+
+  @jax.checkpoint
+  def body(total, j):
+    return total + loss(frequencies(keys, j * k, k, dim)) * chunk, None
+
+  total, _ = jax.lax.scan(body, jnp.zeros(real_feats.shape[:1], jnp.float32),
+                          jnp.arange(full))
+  if rest:
+    t = frequencies(keys, full * k, blocks(rest), dim)[:, :rest]
+    total = total + loss(t) * rest
+  return total / num
+
+
+def _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s: StepSettings,
+                     class_ids=None, step=None):
   """(per-class objective [C], dict of per-class terms [C] for logging).
 
   DDM terms are logged unweighted (dm, mm, cm, icd); the objective is
-  dm + mm_weight·mm + cm_weight·cm + icd_weight·icd (`objectives.ddm_losses`).
+  dm + mm_weight·mm + cm_weight·cm + icd_weight·icd (`objectives.ddm_losses`). NCFM draws
+  its frequencies from `class_ids` and `step`.
   """
+  if s.method == "ncfm":
+    loss = ncfm_objective(real_feats, syn_feats, class_ids, step, s)
+    return loss, {"ncfm": loss}
   if s.method == "dm":
     loss = objectives.dm_loss(real_feats, syn_feats)
     return loss, {"dm": loss}
@@ -233,6 +362,44 @@ def random_net_variables(model, step, s: StepSettings):
   """Fresh PyTorch-init net; DM/DDM: new every step; M3D: new every `ipm` steps."""
   key = rng.step_key(s.seed, step // s.ipm, rng.NET)
   return nets.init_variables(model, key, s.image_shape)
+
+
+def pool_choice(step, s: StepSettings):
+  """(net index i, interpolation l ~ U(0, 1)) of `step`: key (seed, step // ipm, POOL)."""
+  k_net, k_mix = jax.random.split(rng.step_key(s.seed, step // s.ipm, rng.POOL))
+  return jax.random.randint(k_net, (), 0, s.pool_size), jax.random.uniform(k_mix, ())
+
+
+def pool_net_variables(pool: Pool, step, s: StepSettings):
+  """(variables to embed with, the same net's final variables) for `step`: θ = l·θ_init +
+  (1 − l)·θ_final of net i (`pool_choice`) on "params" (DANCE, NCFM: `parameters()` only;
+  other collections, e.g. BN statistics, from the final weights)."""
+  i, l = pool_choice(step, s)
+  pick = lambda tree: jax.tree.map(lambda a: a[i], tree)
+  init, final = pick(pool["init"]), pick(pool["final"])
+  params = jax.tree.map(lambda a, b: l * a + (1.0 - l) * b, init["params"], final["params"])
+  return {**final, "params": params}, final
+
+
+def pool_shapes(model, s: StepSettings) -> Pool:
+  """ShapeDtypeStructs of the pool argument (no sharding): `[pool_size, ...]` per leaf."""
+  one = nets.variable_shapes(model, s.image_shape)
+  stack = lambda a: jax.ShapeDtypeStruct((s.pool_size,) + tuple(a.shape), a.dtype)
+  return {"init": jax.tree.map(stack, one), "final": jax.tree.map(stack, one)}
+
+
+def calibration_loss(model, final, x, class_ids, step, s: StepSettings):
+  """Per-class calibration `[C]`: mean cross-entropy of the class's synthetic images x
+  `[C, m, ...]` (network input) under the pool net's final weights, after their own
+  augmentation (key CALIB per class, one transform per class as NCFM's batch DiffAug); eval
+  mode (a BN net uses its running statistics)."""
+  keys = rng.class_keys(rng.step_key(s.seed, step, rng.CALIB), _safe_ids(class_ids))
+  x = _augment(x, keys, s)
+  c, m = x.shape[:2]
+  logits, _ = nets.logits(model, final, x.reshape((c * m,) + x.shape[2:]), train=False)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32).reshape(c, m, -1), axis=-1)
+  labels = jnp.broadcast_to(_safe_ids(class_ids)[:, None, None], (c, m, 1))
+  return -jnp.mean(jnp.take_along_axis(logp, labels, axis=-1)[..., 0], axis=-1)
 
 
 # ------------------------------------------------------------------------------ class groups
@@ -363,13 +530,20 @@ def real_features(model, variables, real_u8, class_ids, step, s: StepSettings,
 
 
 def class_losses(model, variables, syn, real_feats, real_taps, class_ids, step,
-                 s: StepSettings, sharding_fn=None):
-  """(per-class objective [C], per-class terms) for stored synthetic images `syn`."""
+                 s: StepSettings, sharding_fn=None, final=None):
+  """(per-class objective [C], per-class terms) for stored synthetic images `syn`;
+  `final`: the pool net's final variables (calibration, when `s.uses_calib`)."""
   aug_keys = rng.class_keys(rng.step_key(s.seed, step, rng.AUG), _safe_ids(class_ids))
-  x = _constrain(synthetic_batch(syn, class_ids, step, s), sharding_fn)
-  x = _augment(x, aug_keys, s)
+  x0 = _constrain(synthetic_batch(syn, class_ids, step, s), sharding_fn)
+  x = _augment(x0, aug_keys, s)
   syn_feats, syn_taps = _embed(model, variables, x, s, sharding_fn)
-  return _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s)
+  total, terms = _objective_terms(real_feats, syn_feats, real_taps, syn_taps, s, class_ids,
+                                  step)
+  if s.uses_calib and final is not None:
+    calib = calibration_loss(model, final, x0, class_ids, step, s)
+    total = total + s.calib_weight * calib
+    terms = {**terms, "calib": calib}
+  return total, terms
 
 
 def _masked_sum(per_class, valid):
@@ -388,7 +562,9 @@ def _geometric(mu: float, n):
 
 def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
               model=None) -> Callable:
-  """`step_fn(state, real_u8 [C, B, H, W, ch], class_ids [C], step) -> (state, metrics)`.
+  """`step_fn(state, real_u8 [C, B, H, W, ch], class_ids [C], step) -> (state, metrics)`;
+  with a pool (`s.pool_size` > 0) `step_fn(state, real_u8, class_ids, pool, step)`, the
+  pool's weights (`Pool`, replicated) an argument like the data, never a constant.
 
   `sharding_fn(ndim)` (optional) returns the class sharding used to constrain the
   class-leading intermediates; metrics are scalars: `loss` (mean over real classes of the
@@ -398,16 +574,19 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
   opt = optimizer(s)
   per_class = s.method == "m3d" and s.step_mode == "per_class"
 
-  def step_fn(state, real_u8, class_ids, step):
+  def step_fn(state, real_u8, class_ids, step, pool=None):
     valid = class_ids >= 0
-    variables = random_net_variables(model, step, s)
+    if s.uses_pool:
+      variables, final = pool_net_variables(pool, step, s)
+    else:
+      variables, final = random_net_variables(model, step, s), None
     syn0 = synthetic.clamp(state["syn"], s.space)   # M3D: clamp once per iteration
     real_feats, real_taps = real_features(model, variables, real_u8, class_ids, step, s,
                                           sharding_fn)
 
     def group_loss(syn, feats, taps, ids):
       per_class_total, terms = class_losses(model, variables, syn, feats, taps, ids, step,
-                                            s, sharding_fn)
+                                            s, sharding_fn, final)
       ok = ids >= 0
       sums = {k: _masked_sum(v, ok) for k, v in terms.items()}
       return _masked_sum(per_class_total, ok), sums
@@ -444,11 +623,17 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
 
     bshape = (-1,) + (1,) * (syn0.ndim - 1)
     vmask = valid.reshape(bshape)
+    n = jnp.float32(s.num_classes)
     if not per_class:
       (loss, sums), grad = loss_and_grad(syn0)
       grad = jnp.where(vmask, grad, 0.0)
-      updates, opt_state = opt.update(grad, state["opt"], syn0)
+      if s.plateau_patience > 0:   # torch steps its plateau scheduler on the mean loss
+        updates, opt_state = opt.update(grad, state["opt"], syn0, value=loss / n)
+      else:
+        updates, opt_state = opt.update(grad, state["opt"], syn0)
       new_syn = optax.apply_updates(syn0, updates)
+      if s.optimizer != "sgd" or s.weight_decay > 0:   # decay must not move padded slots
+        new_syn = jnp.where(vmask, new_syn, syn0)
     else:
       buf = _momentum_buffer(state["opt"])
       mu, lr = s.momentum, s.lr
@@ -476,23 +661,27 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
         new_syn = jnp.where(vmask, new_syn, syn0)
         new_buf = jnp.where(vmask, new_buf, buf)
         opt_state = _replace_momentum_buffer(state["opt"], new_buf)
-    n = jnp.float32(s.num_classes)
     metrics = {"loss": loss / n, **{f"loss/{k}": v / n for k, v in sums.items()},
                "finite": jnp.all(jnp.isfinite(new_syn))}
     return {"syn": new_syn, "opt": opt_state}, metrics
 
-  return step_fn
+  if s.uses_pool:
+    return lambda state, real_u8, class_ids, pool, step: step_fn(state, real_u8, class_ids,
+                                                                 step, pool)
+  return lambda state, real_u8, class_ids, step: step_fn(state, real_u8, class_ids, step)
 
 
 def make_bank_step(s: StepSettings, sample_real: Callable, sharding_fn=None,
                    model=None) -> Callable:
-  """`fn(state, bank, step)`: samples the real batch from the class bank inside the same
-  jit (`sample_real(bank, key, batch)`), then runs `make_step`'s step."""
+  """`fn(state, bank, step)` (with a pool `fn(state, bank, pool, step)`): samples the real
+  batch from the class bank inside the same jit (`sample_real(bank, key, batch)`), then runs
+  `make_step`'s step."""
   step_fn = make_step(s, sharding_fn, model)
 
-  def bank_step(state, bank, step):
+  def bank_step(state, bank, *pool_and_step):
+    *pool, step = pool_and_step
     real = sample_real(bank, rng.step_key(s.seed, step, rng.REAL), s.batch_real)
-    return step_fn(state, real, bank.class_ids, step)
+    return step_fn(state, real, bank.class_ids, *pool, step)
 
   return bank_step
 

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = pathlib.Path(__file__).with_name("experiment_values.json")
-METHODS = ("dm", "m3d", "ddm")
+METHODS = ("dm", "m3d", "ddm", "ncfm")
 IPCS = (1, 5, 10, 100)
 EXTRA_ARGS = {"imagenet_subsets": ("", "subset=imagewoof,")}
 PROGRAM_CONFIGS = ("continual", "nas")     # other programs' configs (their own schema)

@@ -17,7 +17,8 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "jaxcond"
 FLOORS = {
     "library": ("errors", "files", "rng", "backend", "progress", "mmd", "augment", "nets",
                 "objectives", "synthetic", "synthetic_io", "parallel", "data", "checkpoint",
-                "grids", "benchlib", "baselines", "tblog", "preemption", "workdir"),
+                "grids", "benchlib", "baselines", "tblog", "preemption", "workdir",
+                "pool_files"),
     "step": ("configs", "steps", "plan", "realdata"),
     "programs": ("cli", "report", "export", "evaluate", "condense", "bench", "continual",
                  "nas", "pool"),

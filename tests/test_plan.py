@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from jaxcond import configs, parallel, plan
+from jaxcond import configs, parallel, plan, steps
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
@@ -148,3 +148,33 @@ def test_plan_cli_reads_no_data(tmp_path):
   assert out["flops_per_step"] > 0 and out["compile_s"] > 0
   assert any(line.startswith("memory plan") for line in lines)
   assert not any(empty.iterdir())
+
+
+def test_ncfm_frequency_chunks_to_try():
+  s = steps.StepSettings(method="ncfm", seed=0, num_classes=10, image_shape=(32, 32, 3),
+                         mean=(0.5,) * 3, std=(0.5,) * 3, ipc=10, batch_real=1024, factor=2)
+  assert plan.cf_chunks(s) == [(2048, 0), (1024, 0), (512, 0), (256, 0), (256, 256),
+                               (256, 64)]
+  small = steps.StepSettings(method="ncfm", seed=0, num_classes=10, image_shape=(8, 8, 1),
+                             mean=(0.5,), std=(0.5,), ipc=2, batch_real=32, num_freqs=300)
+  assert plan.cf_chunks(small) == [(256, 0)]
+
+
+@pytest.mark.slow
+def test_ncfm_with_a_pool_planned_from_shapes(tmp_path):
+  """A pool that does not exist yet is planned from `pool.size` (its weights replicated,
+  in the arguments); when nothing fits, NCFM's frequencies are chunked before giving up."""
+  c = _tiny("ncfm", budget=8.0, **{"pool.path": str(tmp_path / "no_pool"), "pool.size": 3,
+                                   "ncfm.num_freqs": 512})
+  lines = []
+  out = plan.run_plan(c, 1, log=lines.append)
+  assert out["fits"] and out["method"] == "ncfm"
+  pool_line = next(l for l in lines if "feature-net pool" in l)
+  assert "3 nets" in pool_line
+  info = registry.get_info("cifar10")
+  s = configs.step_settings(c, info, pool_size=3)
+  assert out["argument_bytes"] > plan.pool_bytes(s) > 0
+  c.memory_budget_gb = 0.0001
+  p = plan.make_plan(c, s, parallel.make_mesh(1), depth=32, policy="cpu", strict=False)
+  assert not p.fits and p.settings.freq_chunk == 256
+  assert "NCFM 256 frequencies" in p.chunks_line()

@@ -138,21 +138,22 @@ def stale_defaults(get_config, arg: str | None, config, overridden) -> list[tupl
 # ------------------------------------------------------------------ showing an experiment
 
 TABLE_IPCS = (1, 10, 50, 100)
-_NOT_READ = {"dm": ("m3d.", "ddm.", "eval.eval_every_epochs"), "ddm": ("m3d.",
-             "eval.eval_every_epochs"), "m3d": ("ddm.",)}
+_NOT_READ = {"dm": ("m3d.", "ddm.", "ncfm.", "eval.eval_every_epochs"),
+             "ddm": ("m3d.", "ncfm.", "eval.eval_every_epochs"), "m3d": ("ddm.", "ncfm."),
+             "ncfm": ("m3d.", "ddm.", "synthetic.momentum", "eval.eval_every_epochs")}
 
 
 def values_table(get_config: Callable[[str], Any], prefix: str = "",
                  ipcs: Sequence[int] = TABLE_IPCS) -> str:
   """The method-owned values an experiment file's configs hold, one row per field.
 
-  Columns dm / m3d / ddm; a cell `a / b / c / d` gives the values at IPC 1 / 10 / 50 / 100
-  where they differ; `·` = not read by that method; `= dm` = as in the dm column.
+  Columns dm / m3d / ddm / ncfm; a cell `a / b / c / d` gives the values at IPC 1 / 10 / 50 / 100
+  where they differ; `·` = not read by that method; `= dm` / `= m3d` = as in that column.
   Experiment docstrings quote this table and tests/test_configs.py checks that they still
   match.
   """
   fields = ["model.name", "eval.model"]
-  for table in (methods.DM, methods.M3D, methods.DDM):
+  for table in (methods.DM, methods.M3D, methods.DDM, methods.NCFM):
     fields += [k for k in table if k not in fields]
   fields += [f"eval.{k}" for k in ("protocol", *methods.EVAL_PROTOCOL_DEFAULTS["dm"])]
   cols = {}
@@ -169,6 +170,8 @@ def values_table(get_config: Callable[[str], Any], prefix: str = "",
         cells.append(" / ".join(values))
     cols[method] = cells
   cols["ddm"] = ["= dm" if d == m and d != "·" else d for d, m in zip(cols["ddm"], cols["dm"])]
+  cols["ncfm"] = ["= dm" if n == d and n != "·" else "= m3d" if n == m and n != "·" else n
+                  for n, d, m in zip(cols["ncfm"], cols["dm"], cols["m3d"])]
   rows = [["field", *methods.METHODS]] + [[f, *(cols[m][i] for m in methods.METHODS)]
                                           for i, f in enumerate(fields)]
   widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]) - 1)]

@@ -159,6 +159,19 @@ class ChoiceTuple:
 
 
 @dataclasses.dataclass(frozen=True)
+class IntTuple:
+  """A tuple (or list) of integers >= `lo`, e.g. learning-rate milestones in epochs."""
+  lo: int = 0
+  what: str = "integers"
+  type: ClassVar[type] = tuple
+
+  def check(self, field: str, value) -> Any:
+    if not isinstance(value, (tuple, list)):
+      raise ConfigError(f"{field}: expected a tuple of {self.what}, got {value!r}")
+    return tuple(check_int(field, v, lo=self.lo) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetName:
   """A `data.registry` name or alias."""
   type: ClassVar[type] = str

@@ -17,8 +17,8 @@ import ml_collections
 
 from jaxcond import nets
 from jaxcond.configs import methods
-from jaxcond.configs.checks import (Bool, Choice, ChoiceTuple, DatasetName, Float, Int, Str,
-                                    Strategy, suggest)
+from jaxcond.configs.checks import (Bool, Choice, ChoiceTuple, DatasetName, Float, Int,
+                                    IntTuple, Str, Strategy, suggest)
 from jaxcond.errors import ConfigError
 
 # Field domains.
@@ -32,6 +32,7 @@ ESTIMATORS = ("biased", "unbiased")            # jaxcond.mmd.ESTIMATORS
 STEP_MODES = ("per_class", "joint")
 STYLE_MODES = ("batchavg", "persample")
 STYLE_TAPS = ("norm", "conv")
+OPTIMIZERS = ("sgd", "adamw")
 
 METHOD = "<method>"   # a row's default: the method's value, from `configs.methods`
 
@@ -68,7 +69,7 @@ _MODEL = Choice(nets.MODEL_NAMES)
 _OWN = "0 / \"\" = the named net's own value"
 
 FIELDS = (
-    Field("method", "dm", Choice(METHODS), "dm | m3d | ddm"),
+    Field("method", "dm", Choice(METHODS), "dm | m3d | ddm | ncfm"),
     Field("ipc", 10, Int(lo=1), "synthetic images per class"),
     Field("steps", METHOD, Int(lo=0), "condensation iterations", trajectory=False),
     Field("seed", 0, Int(lo=0, hi=2**31 - 1), "every random draw derives from it (rng)"),
@@ -109,8 +110,16 @@ FIELDS = (
     Field("synthetic.init", METHOD, Choice(INITS), "real | noise | mix (IDC's factor² crops)"),
     Field("synthetic.factor", METHOD, Int(lo=1), "multi-formation factor (IDC); 1 = off"),
     Field("synthetic.space", METHOD, Choice(SPACES), "pixels optimised as normalized | unit"),
-    Field("synthetic.lr", METHOD, Float(lo=0.0, lo_open=True), "SGD learning rate on the pixels"),
+    Field("synthetic.optimizer", METHOD, Choice(OPTIMIZERS),
+          "sgd (momentum; DM, M3D, DDM) | adamw (NCFM)"),
+    Field("synthetic.lr", METHOD, Float(lo=0.0, lo_open=True), "learning rate on the pixels"),
     Field("synthetic.momentum", METHOD, Float(lo=0.0, hi=1.0, hi_open=True), "SGD momentum"),
+    Field("synthetic.weight_decay", METHOD, Float(lo=0.0),
+          "sgd: L2 added to the gradient (torch); adamw: decoupled"),
+    Field("synthetic.plateau_patience", METHOD, Int(lo=0),
+          "lr x plateau_factor after this many steps without a lower loss; 0 = off"),
+    Field("synthetic.plateau_factor", 0.5, Float(lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+          "lr factor on a plateau (NCFM: 0.5)"),
     Field("synthetic.batch_syn_max", METHOD, Int(lo=0), "decoded images/class per step; 0 = all"),
 
     Field("augment.policy", METHOD, Choice(POLICIES), "dm (DSA, one op group) | idc | none"),
@@ -127,6 +136,39 @@ FIELDS = (
     Field("ddm.style_mode", METHOD, Choice(STYLE_MODES), "batchavg | persample"),
     Field("ddm.style_tap", METHOD, Choice(STYLE_TAPS), "moments after each block's norm | conv"),
     Field("ddm.k", METHOD, Int(lo=0), "ICD neighbours; 0 = round(0.2 * ipc) in [1, ipc - 1]"),
+
+    Field("ncfm.num_freqs", METHOD, Int(lo=1), "frequencies t ~ N(0, I) per class per step"),
+    Field("ncfm.alpha", METHOD, Float(lo=0.0), "amplitude term weight"),
+    Field("ncfm.beta", METHOD, Float(lo=0.0), "phase term weight"),
+    Field("ncfm.scale", METHOD, Float(lo=0.0, lo_open=True), "loss factor (NCFM code: 300)"),
+
+    # Trained feature nets (jaxcond.pool; DANCE arXiv 2406.01063, NCFM arXiv 2502.20653).
+    # Condensation reads pool.path (its content hash joins the trajectory) and calib.weight;
+    # the other pool.* fields are the pool program's training settings.
+    Field("pool.path", "", Str(), "trained nets (python -m jaxcond.pool); \"\" = random nets"),
+    Field("pool.size", 20, Int(lo=1), "nets to train (--plan without a pool: its size)",
+          trajectory=False),
+    Field("pool.epochs", 60, Int(lo=1), "training epochs of each net", trajectory=False),
+    Field("pool.batch_size", 128, Int(lo=1), "training batch of each net", trajectory=False),
+    Field("pool.lr", 0.01, Float(lo=0.0, lo_open=True), "SGD learning rate", trajectory=False),
+    Field("pool.momentum", 0.9, Float(lo=0.0, hi=1.0, hi_open=True), "SGD momentum",
+          trajectory=False),
+    Field("pool.weight_decay", 5e-4, Float(lo=0.0), "SGD weight decay (torch: in the gradient)",
+          trajectory=False),
+    Field("pool.milestones", (40, 50), IntTuple(lo=1, what="epochs"),
+          "epochs from which the lr is multiplied by pool.gamma", trajectory=False),
+    Field("pool.gamma", 0.2, Float(lo=0.0, hi=1.0, lo_open=True), "lr factor at a milestone",
+          trajectory=False),
+    Field("pool.strategy", "color_crop", Strategy(), "per-sample IDC DSA while training",
+          trajectory=False),
+    Field("pool.mix_p", 0.5, Float(lo=0.0, hi=1.0), "CutMix probability", trajectory=False),
+    Field("pool.beta", 1.0, Float(lo=0.0, lo_open=True), "CutMix Beta(β, β)", trajectory=False),
+    Field("pool.seed", 0, Int(lo=0, hi=2**31 - 1), "seed of the pool's inits and batches",
+          trajectory=False),
+    Field("pool.nets_per_group", 0, Int(lo=0),
+          "nets trained side by side per device; 0 = planned from the budget", trajectory=False),
+    Field("calib.weight", METHOD, Float(lo=0.0),
+          "cross-entropy of the synthetic set under the pool net's final weights; 0 = off"),
 
     # Evaluation (methods.EVAL_PROTOCOL_DEFAULTS): none of it changes the synthetic set.
     Field("eval.protocol", METHOD, Choice(EVAL_PROTOCOLS), "dm | idc", trajectory=False),
@@ -173,10 +215,11 @@ def base_config() -> ml_collections.ConfigDict:
       node = node[p]
     node[leaf] = f.type() if f.default is METHOD else f.default   # METHOD: a typed 0 / ""
 
-  # DM's values for its own fields, M3D's and DDM's for theirs, idc's checkpoint interval
-  # (validation wants >= 1 even where dm ignores it).
+  # DM's values for its own fields, M3D's, DDM's and NCFM's for theirs, idc's checkpoint
+  # interval (validation wants >= 1 even where dm ignores it).
   methods.apply_method_defaults(c, "dm")
-  for table, prefix in ((methods.M3D, "m3d."), (methods.DDM, "ddm.")):
+  for table, prefix in ((methods.M3D, "m3d."), (methods.DDM, "ddm."),
+                        (methods.NCFM, "ncfm.")):
     for dotted, value in table.items():
       if dotted.startswith(prefix):
         _assign(c, dotted, value)
@@ -231,9 +274,10 @@ def trajectory_dict(c: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: v for k, v in sorted(flat(c).items()) if k not in NON_TRAJECTORY_FIELDS}
 
 
-def config_hash(c: ml_collections.ConfigDict) -> str:
-  """16 hex digits of the trajectory fields' sha256 (a checkpoint's identity)."""
-  blob = json.dumps(_jsonable(trajectory_dict(c)), sort_keys=True)
+def config_hash(c: ml_collections.ConfigDict, extra: dict | None = None) -> str:
+  """16 hex digits of the trajectory fields' sha256 (a checkpoint's identity). `extra`:
+  entries that join the trajectory from outside the config (a pool's content hash)."""
+  blob = json.dumps(_jsonable({**trajectory_dict(c), **(extra or {})}), sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -67,10 +67,14 @@ class RunSettings:
   trajectory: tuple = ()         # sorted (field, value) pairs
 
   @classmethod
-  def from_config(cls, c: ml_collections.ConfigDict) -> "RunSettings":
+  def from_config(cls, c: ml_collections.ConfigDict,
+                  extra: dict[str, Any] | None = None) -> "RunSettings":
+    """`extra`: trajectory entries from outside the config (`pool.content_hash`: what a
+    pool holds, read from its manifest), part of the hash and of the resume check."""
+    traj = {**schema.trajectory_dict(c), **(extra or {})}
     own = {"init": str(c.synthetic.init),   # as given, not lower-cased
-           "config_hash": schema.config_hash(c),
-           "trajectory": tuple(schema.trajectory_dict(c).items())}
+           "config_hash": schema.config_hash(c, extra),
+           "trajectory": tuple(sorted(traj.items()))}
     renamed = {"eval_every": "eval.every", "eval_num_nets": "eval.num_nets"}
     return cls(**own, **_read(c, {f.name: renamed.get(f.name, f.name)
                                   for f in dataclasses.fields(cls) if f.name not in own}))
@@ -82,6 +86,22 @@ def model_overrides(c: ml_collections.ConfigDict) -> dict[str, Any]:
           if f.leaf != "name" and c.model[f.leaf]}
 
 
+def model_record(c: ml_collections.ConfigDict, info) -> dict[str, Any]:
+  """The condensation net as a pool's manifest records it (what a pool must match)."""
+  return {"name": str(c.model.name).lower(),
+          "overrides": dict(sorted(model_overrides(c).items())),
+          "num_classes": int(info.num_classes),
+          "image_shape": [int(v) for v in info.image_shape]}
+
+
+def dataset_record(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The training images as a pool's manifest records them (what a pool must match: a pool
+  trained on a run's holdout images would leak them)."""
+  d = DataSettings.from_config(c)
+  return {"name": d.name, "resolution": d.resolution, "holdout": d.holdout,
+          "jpeg_draft": d.jpeg_draft}
+
+
 # StepSettings attribute -> config field, read as the field's row says.
 _STEP_FIELDS = {
     "method": "method", "seed": "seed", "ipc": "ipc", "batch_real": "batch_real",
@@ -91,15 +111,26 @@ _STEP_FIELDS = {
     "kernel": "m3d.kernel", "estimator": "m3d.estimator", "mm_weight": "ddm.mm_weight",
     "cm_weight": "ddm.cm_weight", "icd_weight": "ddm.icd_weight",
     "style_mode": "ddm.style_mode", "style_tap": "ddm.style_tap", "icd_k": "ddm.k",
+    "optimizer": "synthetic.optimizer", "weight_decay": "synthetic.weight_decay",
+    "plateau_patience": "synthetic.plateau_patience",
+    "plateau_factor": "synthetic.plateau_factor", "num_freqs": "ncfm.num_freqs",
+    "cf_alpha": "ncfm.alpha", "cf_beta": "ncfm.beta", "cf_scale": "ncfm.scale",
+    "calib_weight": "calib.weight",
 }
 
 
-def step_settings(c: ml_collections.ConfigDict, info) -> steps.StepSettings:
-  """Config + `DatasetInfo` -> `steps.StepSettings` (plain, hashable, frozen)."""
+def step_settings(c: ml_collections.ConfigDict, info, *,
+                  pool_size: int = 0) -> steps.StepSettings:
+  """Config + `DatasetInfo` -> `steps.StepSettings` (plain, hashable, frozen).
+
+  `pool_size`: nets in the pool the step receives (`pool.path`, read by `jaxcond.condense`
+  from the pool's manifest); 0 = a fresh random net every step, and no calibration.
+  """
   v = _read(c, _STEP_FIELDS)
   m3d = v["method"] == "m3d"
   return steps.StepSettings(
       **v,
+      pool_size=int(pool_size),
       num_classes=int(info.num_classes),
       image_shape=tuple(int(s) for s in info.image_shape),
       mean=tuple(float(m) for m in info.mean),

@@ -63,6 +63,15 @@ def _check_combinations(c: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"m3d.estimator: 'unbiased' needs >= 2 synthetic and real images per "
                         f"class each step (has {n_syn} and {c.batch_real}); use 'biased'")
 
+  if c.method == "m3d" and c.m3d.step_mode.lower() == "per_class":
+    # The per-class closed form (jaxcond.steps) is plain SGD with momentum's.
+    for field, plain in (("synthetic.optimizer", c.synthetic.optimizer.lower() == "sgd"),
+                         ("synthetic.weight_decay", c.synthetic.weight_decay == 0),
+                         ("synthetic.plateau_patience", c.synthetic.plateau_patience == 0)):
+      if not plain:
+        raise ConfigError(f"{field}: m3d.step_mode='per_class' is the closed form of plain "
+                          f"SGD with momentum; set m3d.step_mode='joint' or reset {field}")
+
   d = c.ddm
   if c.method == "ddm" and d.icd_weight > 0:
     if c.ipc < 2:
