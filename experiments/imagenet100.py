@@ -51,16 +51,16 @@ for dm / m3d):
   ncfm.alpha                  ·                                    ·                             ·                         0.5
   ncfm.beta                   ·                                    ·                             ·                         0.5
   ncfm.scale                  ·                                    ·                             ·                         300.0
-  eval.protocol               dm                                   idc                           = dm                      = dm
-  eval.epochs                 1000                                 1000                          = dm                      = dm
+  eval.protocol               dm                                   idc                           = dm                      ncfm
+  eval.epochs                 1000                                 1000                          = dm                      2000
   eval.batch_size             128                                  128                           = dm                      = dm
   eval.lr                     0.1                                  0.1                           = dm                      = dm
   eval.momentum               0.9                                  0.9                           = dm                      = dm
   eval.weight_decay           0.0001                               0.0001                        = dm                      = dm
-  eval.strategy               color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm                      = dm
-  eval.mix_p                  0.0                                  0.5                           = dm                      = dm
+  eval.strategy               color_crop_cutout_flip_scale_rotate  color_crop_flip_scale_rotate  = dm                      = m3d
+  eval.mix_p                  0.0                                  0.5                           = dm                      = m3d
   eval.beta                   1.0                                  1.0                           = dm                      = dm
-  eval.eval_every_epochs      ·                                    500                           ·                         ·
+  eval.eval_every_epochs      ·                                    500                           ·                         100
 
 Reported accuracies (%, ResNetAP-10, IDC protocol, arXiv 2205.14959): IDC IPC 10 / 20 =
 46.7 / 53.7. M3D: NOT FOUND in our sources (arXiv 2312.15927 Table 2).

@@ -62,16 +62,16 @@ for dm / m3d):
   ncfm.alpha                  ·                               ·                  ·                         0.5
   ncfm.beta                   ·                               ·                  ·                         0.5
   ncfm.scale                  ·                               ·                  ·                         300.0
-  eval.protocol               dm                              idc                = dm                      = dm
+  eval.protocol               dm                              idc                = dm                      ncfm
   eval.epochs                 100                             100                = dm                      = dm
-  eval.batch_size             256                             64                 = dm                      = dm
-  eval.lr                     0.01                            0.01               = dm                      = dm
+  eval.batch_size             256                             64                 = dm                      128
+  eval.lr                     0.01                            0.01               = dm                      0.001
   eval.momentum               0.9                             0.9                = dm                      = dm
-  eval.weight_decay           0.0005                          0.0005             = dm                      = dm
-  eval.strategy               color_crop_cutout_scale_rotate  color_crop         = dm                      = dm
-  eval.mix_p                  0.0                             0.0                = dm                      = dm
+  eval.weight_decay           0.0005                          0.0005             = dm                      0.01
+  eval.strategy               color_crop_cutout_scale_rotate  color_crop         = dm                      color_crop_scale_rotate
+  eval.mix_p                  0.0                             0.0                = dm                      0.5
   eval.beta                   1.0                             1.0                = dm                      = dm
-  eval.eval_every_epochs      ·                               50                 ·                         ·
+  eval.eval_every_epochs      ·                               50                 ·                         = m3d
 
 Measured (docs/results.md, seed 0): 27.5 s wall on a quiet 2-core CPU (2026-11-21); DM
 96.96 ± 0.21 % (5 nets) against 92.45 ± 1.61 % for random 10-per-class subsets under the

@@ -348,7 +348,7 @@ def main(program: Program, run: Callable[[Args], Any],
 
 # ----------------------------------------------------------------------------- docs
 
-PROGRAM_MODULES = ("condense", "evaluate", "bench", "continual", "nas", "report", "export")
+PROGRAM_MODULES = ("condense", "evaluate", "pool", "bench", "continual", "nas", "report", "export")
 
 
 def reference(programs) -> str:

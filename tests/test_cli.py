@@ -150,8 +150,8 @@ def _doc_sources():
       parts[::2] = [re.sub(r"`[^`]+`", lambda m: m.group(0).replace("\n", " "), s)
                     for s in parts[::2]]
       yield p.name, "```".join(parts)
-  for p in sorted((ROOT / "experiments").glob("*.py")):
-    yield p.name, p.read_text()
+  for p in sorted((ROOT / "experiments").glob("*.py")):   # `spans` may wrap here too
+    yield p.name, re.sub(r"`[^`]+`", lambda m: m.group(0).replace("\n", " "), p.read_text())
   for m in cli.PROGRAM_MODULES:
     module = importlib.import_module(f"jaxcond.{m}")
     yield f"jaxcond.{m}", (module.__doc__ or "") + "\n" + "\n".join(module.PROGRAM.examples)

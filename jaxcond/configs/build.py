@@ -140,7 +140,7 @@ def stale_defaults(get_config, arg: str | None, config, overridden) -> list[tupl
 TABLE_IPCS = (1, 10, 50, 100)
 _NOT_READ = {"dm": ("m3d.", "ddm.", "ncfm.", "eval.eval_every_epochs"),
              "ddm": ("m3d.", "ncfm.", "eval.eval_every_epochs"), "m3d": ("ddm.", "ncfm."),
-             "ncfm": ("m3d.", "ddm.", "synthetic.momentum", "eval.eval_every_epochs")}
+             "ncfm": ("m3d.", "ddm.", "synthetic.momentum")}
 
 
 def values_table(get_config: Callable[[str], Any], prefix: str = "",

@@ -171,7 +171,7 @@ FIELDS = (
           "cross-entropy of the synthetic set under the pool net's final weights; 0 = off"),
 
     # Evaluation (methods.EVAL_PROTOCOL_DEFAULTS): none of it changes the synthetic set.
-    Field("eval.protocol", METHOD, Choice(EVAL_PROTOCOLS), "dm | idc", trajectory=False),
+    Field("eval.protocol", METHOD, Choice(EVAL_PROTOCOLS), "dm | idc | ncfm", trajectory=False),
     Field("eval.model", "convnet", _MODEL, "net trained on the synthetic set", trajectory=False),
     Field("eval.models", (), ChoiceTuple(nets.MODEL_NAMES, "model names"),
           "cross-architecture pool; () = only `model`", trajectory=False),
