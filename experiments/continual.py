@@ -89,6 +89,7 @@ def get_config(arg=None):
   c.dataset = dm.dataset
   c.ipc = ipc
   c.seed = 0
+  c.tensorboard = False       # True: event files in WORKDIR/tensorboard/ (jaxcond.tblog)
   c.model = dm.model
   c.eval = dm.eval            # the DM protocol, the same for every memory
   c.eval.num_nets = 1

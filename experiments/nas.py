@@ -79,6 +79,7 @@ def get_config(arg=None):
   c.dataset = dm.dataset
   c.ipc = ipc
   c.seed = 0
+  c.tensorboard = False       # True: event files in WORKDIR/tensorboard/ (jaxcond.tblog)
   c.model = dm.model              # the condensation net of the DM proxy
   c.eval = dm.eval                # protocol of every training run (epochs set per run)
   c.nas = ml_collections.ConfigDict()

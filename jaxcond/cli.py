@@ -33,7 +33,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from jaxcond import configs, preemption
+from jaxcond import configs, parallel, preemption
 from jaxcond.errors import ConfigError, DataError, JaxcondError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -68,6 +68,35 @@ def flag(name: str, help: str, **kwargs) -> Flag:  # pylint: disable=redefined-b
   if "action" not in kwargs and "choices" not in kwargs:
     kwargs.setdefault("metavar", "N" if kwargs.get("type") is int else "VALUE")
   return Flag(name.lstrip("-"), help, tuple(sorted(kwargs.items())))
+
+
+# The flags every program that can span hosts takes (condense, evaluate, pool): one process
+# per host, the same command with these (docs/condense.md "Several hosts, one workdir").
+DISTRIBUTED_FLAGS = (
+    flag("coordinator_address", "host:port of process 0 for a multi-process run, or auto "
+         "(TPU VM slices, SLURM, ...: JAX finds it; the same command on every worker) (or "
+         "env JAX_COORDINATOR_ADDRESS)"),
+    flag("num_processes", "processes in a multi-process run", type=int),
+    flag("process_id", "this process's index", type=int),
+    flag("local_device_ids", "local device ids for this process (comma-separated)"),
+)
+
+
+def plan_flags(what: str) -> tuple:
+  """`--plan` (from shapes only: no data read, no --workdir) and `--devices N`."""
+  return (flag("plan", f"print {what} from shapes only (no data is read, no --workdir "
+                       "needed) and exit; the last line is JSON", action="store_true"),
+          flag("devices", "with --plan: plan for this many devices (fake CPU devices here; "
+                          "0 = the devices present)", type=int, default=0))
+
+
+def start_distributed(flags) -> bool:
+  """`jax.distributed` from the DISTRIBUTED_FLAGS of a parsed command line (no-op with one
+  process); whether this is a multi-process run."""
+  ids = flags.local_device_ids
+  ids = [int(i) for i in ids.split(",")] if ids else None
+  return parallel.initialize_distributed(flags.coordinator_address, flags.num_processes,
+                                         flags.process_id, ids)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,7 +49,7 @@ import optax
 
 import jaxcond
 from jaxcond import checkpoint, cli, configs, data, evaluate, files, grids, parallel, pool_files
-from jaxcond import preemption, progress, realdata, report, steps, synthetic_io
+from jaxcond import preemption, progress, realdata, report, steps, synthetic_io, tblog
 from jaxcond import plan as plan_lib
 from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
@@ -107,6 +107,7 @@ class Run:
   t_data: float = 0.0     # seconds to load the real data (open_real_data)
   pool: Any = None        # trained feature nets (host arrays, `pool_files.load`) or None
   pool_manifest: dict | None = None
+  tb: tblog.Writer = dataclasses.field(default_factory=lambda: tblog.Writer(None))
 
   @property
   def is_main(self) -> bool:
@@ -146,6 +147,7 @@ def run(config, workdir: str, *, log=None,
           stop.cleanups.append(lock.release)
       return _stages(ctx, stop)
   finally:
+    ctx.tb.close()
     if lock is not None:
       lock.release()
 
@@ -157,6 +159,8 @@ STARTING = ("preempted while starting (no step run yet): nothing to save; re-run
 def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
   """`run` after the lock: the stages, each with what a signal does there."""
   started = STARTING
+  ctx.tb = tblog.for_workdir(ctx.paths.workdir, ctx.r.tensorboard, is_main=ctx.is_main)
+  stop.cleanups.append(ctx.tb.close)
   with stop.immediate(started):
     planned = plan_step(ctx)
     source = open_real_data(ctx)
@@ -216,6 +220,8 @@ def setup(config, workdir: str, *, log=None) -> Run:
   pool, manifest = load_pool(config, info)
   extra = {"pool.content_hash": manifest["content_hash"]} if manifest else None
   r = configs.RunSettings.from_config(config, extra)
+  if r.tensorboard:
+    tblog.require()      # before any work: a one-line error when the writer is missing
   mesh = parallel.make_mesh(r.num_devices)
   s = configs.step_settings(config, info, pool_size=int(manifest["size"]) if manifest else 0)
   ctx = Run(config=config, s=s, r=r, d=configs.DataSettings.from_config(config),
@@ -500,8 +506,10 @@ class Loop:
             if k.startswith("loss")}
     self.last_loss = mean["loss"]
     ips = self.per_step_images / step_time
-    self.metrics_log.write({"step": step_now, **mean, "steps_in_interval": n,
-                            "step_time_s": step_time, "images_per_s": ips})
+    record = {"step": step_now, **mean, "steps_in_interval": n, "step_time_s": step_time,
+              "images_per_s": ips}
+    self.metrics_log.write(record)
+    self.ctx.tb.scalars(step_now, record)     # the same values as metrics.jsonl
     terms = {k.split("/", 1)[1]: v for k, v in mean.items() if "/" in k}
     steps_total = self.ctx.r.steps
     self.ctx.printer(progress.progress_line(step_now, steps_total, mean["loss"], ips,
@@ -631,8 +639,9 @@ def save_grid(ctx: Run, state, name: str, what: str, step: int) -> None:
   x = parallel.to_host(state["syn"])[:ctx.num_classes]
   if ctx.is_main:
     sset = synthetic_set(x, ctx.s, ctx.info, step)
-    grids.save_set_grid(files.join(ctx.paths.images, name), sset,
-                         title=grids.set_title(sset, what))
+    paths = grids.save_set_grid(files.join(ctx.paths.images, name), sset,
+                                title=grids.set_title(sset, what))
+    ctx.tb.png("synthetic", step, paths[0])   # the PNG just written, as TensorBoard shows it
 
 
 def export(ctx: Run, x_host, steps_done: int) -> str:
@@ -670,6 +679,7 @@ def in_loop_eval(ctx: Run, state, step: int, loop: Loop, x_host=None):
                                  log=lambda line: ctx.printer(f"  eval {line}"))
   record = {"step": step, **rec, "decoded": sset.decoded}
   loop.eval_log.write(record)
+  ctx.tb.scalars(step, {"accuracy": rec["mean"], "accuracy_std": rec["std"]}, prefix="eval/")
   ctx.printer(f"eval @ step {step}: {evaluate.summary_line(rec)}", force=True)
   return record
 
@@ -783,19 +793,7 @@ PROGRAM = cli.Program(
               "--workdir runs/quickstart",
               "python -m jaxcond.condense --config experiments/cifar10.py:method=m3d,ipc=10 "
               "--workdir runs/c10_m3d_10 --config.steps=2000"),
-    flags=(
-        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run, "
-                 "or auto (TPU VM slices, SLURM, ...: JAX finds it; the same command on "
-                 "every worker) (or env JAX_COORDINATOR_ADDRESS)"),
-        cli.flag("num_processes", "processes in a multi-process run", type=int),
-        cli.flag("process_id", "this process's index", type=int),
-        cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
-        cli.flag("plan", "print the memory plan from shapes only (no data is read, no "
-                 "--workdir needed) and exit; the last line is JSON (jaxcond.plan)",
-                 action="store_true"),
-        cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices "
-                 "here; 0 = the devices present)", type=int, default=0),
-    ),
+    flags=cli.DISTRIBUTED_FLAGS + cli.plan_flags("the memory plan (jaxcond.plan)"),
     workdir_unless=("plan",))
 
 
@@ -809,9 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       plan_lib.setup_fake_devices(a.flags.devices)
       print(json.dumps(plan_lib.run_plan(a.config, a.flags.devices or 0)), flush=True)
       return
-    f = a.flags
-    ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
-    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
+    cli.start_distributed(a.flags)
     run(a.config, a.workdir, stop=preemption.Preemption(command_line=True))
   return cli.main(PROGRAM, go, argv)
 

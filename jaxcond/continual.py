@@ -50,7 +50,7 @@ import numpy as np
 import jax
 
 from jaxcond import baselines, cli, condense, configs, data, evaluate, files, preemption, rng
-from jaxcond import synthetic_io
+from jaxcond import synthetic_io, tblog
 from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError, DataError
@@ -222,8 +222,8 @@ def load_splits(config, info, loader, need_norm: bool) -> Splits:
 
 
 def run_memory(m: str, o: int, groups, s: ContinualSettings, splits: Splits, mcfgs, esettings,
-               workdir: str, log: Callable, stop: preemption.Preemption | None = None
-               ) -> tuple[list, list, float, float]:
+               workdir: str, log: Callable, stop: preemption.Preemption | None = None,
+               tb: tblog.Writer | None = None) -> tuple[list, list, float, float]:
   """One memory along one class order: (accuracy per step, std per step, seconds to make
   the memory, evaluation seconds). Every (step, memory) is read back when on disk; before
   computing one that is not, a requested stop (`stop`) ends the run."""
@@ -245,6 +245,8 @@ def run_memory(m: str, o: int, groups, s: ContinualSettings, splits: Splits, mcf
     stds.append(res["std"])
     log(f"order {o} step {t + 1}/{s.num_steps} {m}: {len(memory.classes)} classes, "
         f"{res['num_train']} images -> {res['mean']:.2f} ± {res['std']:.2f} %")
+    if tb is not None:   # the accuracy the result file holds, against the classes seen
+      tb.scalars(len(memory.classes), {f"{m}/order{o}": res["mean"]}, prefix="accuracy/")
   return accs, stds, cost, eval_s
 
 
@@ -266,6 +268,8 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   mcfgs = {m: condense.classes_config(config, m) for m in s.memories if m in CONDENSED}
   for c in mcfgs.values():
     configs.validate(c)
+  if config.get("tensorboard", False):
+    tblog.require()      # before any work: a one-line error when the writer is missing
   name = (f"orders-{'-'.join(str(o) for o in s.orders)}."
           f"memories-{'-'.join(s.memories)}")
   lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
@@ -281,6 +285,8 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
 def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esettings, mcfgs,
                 stop: preemption.Preemption) -> dict[str, Any]:
   """`run` once its workdir is locked."""
+  tb = tblog.for_workdir(workdir, bool(config.get("tensorboard", False)))
+  stop.cleanups.append(tb.close)
   with stop.immediate("preempted while loading the data: nothing to save; re-run the "
                       "same command to resume"):
     splits = load_splits(config, info, loader, bool(set(s.memories) & set(SELECTED)))
@@ -303,7 +309,7 @@ def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esetti
     log(f"order {o}: " + " | ".join(",".join(map(str, g)) for g in groups_of[o]))
     for m in s.memories:
       accs, stds, secs, e_s = run_memory(m, o, groups_of[o], s, splits, mcfgs, esettings,
-                                         workdir, log, stop)
+                                         workdir, log, stop, tb)
       per_order[m].append(accs)
       cost[m] += secs
       eval_s += e_s
@@ -312,6 +318,7 @@ def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esetti
   table = results_table(results)
   files.write_results(workdir, results, table)
   plot(results, files.join(workdir, "accuracy.png"))
+  tb.close()
   log(table)
   return results
 

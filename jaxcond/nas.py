@@ -51,7 +51,7 @@ import numpy as np
 import jax
 
 from jaxcond import cli, condense, configs, data, evaluate, files, nets, preemption, rng
-from jaxcond import synthetic_io
+from jaxcond import synthetic_io, tblog
 from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
@@ -305,6 +305,8 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   evals = eval_settings(config, s)
   for a in s.archs:   # ConfigError for a bad variant before any training
     arch_net(a, info.num_classes, tuple(int(v) for v in info.image_shape))
+  if config.get("tensorboard", False):
+    tblog.require()      # before any work: a one-line error when the writer is missing
   shard = str(config.nas.get("shard", "") or "")
   mine = shard_archs(s.archs, shard)
   name = "shard-{}-of-{}".format(*shard.split("/")) if shard else ""
@@ -321,6 +323,8 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
 def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,
             stop: preemption.Preemption) -> dict[str, Any]:
   """`run` once its workdir is locked."""
+  tb = tblog.for_workdir(workdir, bool(config.get("tensorboard", False)))
+  stop.cleanups.append(tb.close)
   with stop.immediate("preempted while loading the data: nothing to save; re-run the "
                       "same command to resume"):
     x_u8, y, x_norm, xt, yt = load_data(config, s, info, loader)
@@ -359,6 +363,7 @@ def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,
       secs[p] += rec["wall_s"]
     log(f"[{ai + 1}/{len(s.archs)}] {a.name}: " +
         ", ".join(f"{p} {acc[a.name][p]:.1f}" for p in runs))
+    tb.scalars(ai, acc[a.name], prefix="accuracy/")   # against the architecture's index
   if len(mine) < len(s.archs):
     log(f"shard {config.nas.shard}: {len(mine)} architectures done; run without "
         f"nas.shard to gather the results")
@@ -367,6 +372,9 @@ def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,
                       trained=trained, wall_s=time.perf_counter() - t_start)
   table = results_table(results)
   files.write_results(workdir, results, table)
+  tb.scalars(0, {f"{k}/{p}": v for k in ("spearman", "kendall")
+                 for p, v in results[k].items()}, prefix="rank_correlation/")
+  tb.close()
   log(table)
   return results
 

@@ -50,8 +50,10 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from jaxcond import augment, benchlib, checkpoint, cli, condense, configs, data, evaluate
-from jaxcond import files, nets, parallel, pool_files, progress, realdata, rng, steps
+from jaxcond import files, nets, parallel, pool_files, preemption, progress, realdata, rng
+from jaxcond import steps, tblog
 from jaxcond import plan as plan_lib
+from jaxcond import workdir as workdir_lib
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError
 
@@ -109,6 +111,9 @@ class Job:
   record: dict
   padded: int                    # nets, padded to a multiple of the devices
   group: int = 0                 # nets vmapped together per device (planned)
+  stop: preemption.Preemption = dataclasses.field(default_factory=preemption.Preemption)
+  tb: tblog.Writer = dataclasses.field(default_factory=lambda: tblog.Writer(None))
+  metrics: Any = None            # progress.JsonlWriter of WORKDIR/metrics.jsonl
 
   @property
   def local(self) -> int:
@@ -121,28 +126,68 @@ class Job:
 
 # ----------------------------------------------------------------------------- the run
 
-def run(config, workdir: str, *, log=None) -> dict:
-  """Trains the pool of `config` into `workdir` (resuming); returns the manifest."""
+STARTING = ("preempted while starting (no training step run yet): nothing to save; re-run "
+            "the same command to resume")
+
+
+def run(config, workdir: str, *, log=None,
+        stop: preemption.Preemption | None = None) -> dict:
+  """Trains the pool of `config` into `workdir` (resuming); returns the manifest.
+
+  Like `jaxcond.condense.run`: one run per workdir (a lock), and SIGTERM or a first
+  Ctrl-C (`stop`, `jaxcond.preemption`) stops after the current chunk of steps with a
+  checkpoint (PreemptedError; re-running the same command resumes).
+  """
   job = setup(config, workdir, log=log)
+  job.stop = stop or preemption.Preemption()
+  lock = None
+  try:
+    with job.stop:
+      with job.stop.immediate(STARTING):
+        lock = workdir_lib.claim(job.workdir, command=workdir_lib.current_command(),
+                                 warn=lambda line: job.printer(line, force=True))
+        if lock is not None:
+          job.stop.cleanups.append(lock.release)
+        if job.is_main:
+          files.check_same_record(os.path.join(job.workdir, "settings.json"), job.record)
+        parallel.sync("jaxcond_pool_workdir")
+      return _train_pool(job)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train_pool(job: Job) -> dict:
+  """`run` after the lock: data, plan, state (init or resume), the steps, the files."""
+  config = job.config
   manifest_path = os.path.join(job.workdir, pool_files.MANIFEST)
   if os.path.exists(manifest_path):
     job.printer(f"pool: {job.workdir} is complete ({job.ps.size} nets)", force=True)
     return pool_files.read_manifest(job.workdir)
-  source = realdata.open_source(configs.DataSettings.from_config(config), job.info, job.s,
+  job.tb = tblog.for_workdir(job.workdir, bool(config.tensorboard), is_main=job.is_main)
+  job.stop.cleanups.append(job.tb.close)
+  job.metrics = progress.JsonlWriter(os.path.join(job.workdir, "metrics.jsonl"),
+                                     enabled=job.is_main)
+  with job.stop.immediate(STARTING):
+    source = realdata.open_source(configs.DataSettings.from_config(config), job.info, job.s,
                                 job.mesh, check_counts=lambda counts: _check_counts(counts))
-  counts = np.asarray(source.counts)
-  spe = steps_per_epoch(int(counts.sum()), job.ps.batch_size)
-  total = spe * job.ps.epochs
-  plan_nets(job, depth=int(source.bank.per_class))
-  fn = build_train(job, spe)
+    counts = np.asarray(source.counts)
+    spe = steps_per_epoch(int(counts.sum()), job.ps.batch_size)
+    total = spe * job.ps.epochs
+    plan_nets(job, depth=int(source.bank.per_class))
+    fn = build_train(job, spe)
   ckpt = checkpoint.Checkpointer(os.path.join(job.workdir, "checkpoints"), max_to_keep=2)
   t0 = time.perf_counter()
   try:
-    state, start = init_or_resume(job, ckpt)
+    with job.stop.immediate(STARTING):
+      state, start = init_or_resume(job, ckpt)
+    if job.is_main:
+      progress.truncate_jsonl(job.metrics.path, max_step=start)
     state = train(job, fn, ckpt, state, start, total, spe, source.bank, counts)
   finally:
     source.close()
     ckpt.close()
+    job.tb.close()
   return finish(job, state, spe, int(counts.sum()), time.perf_counter() - t0)
 
 
@@ -163,10 +208,10 @@ def setup(config, workdir: str, *, log=None) -> Job:
   record = {"dataset": configs.dataset_record(config),
             "model": configs.model_record(config, info), "pool": ps.record()}
   workdir = os.path.abspath(workdir)
+  if config.tensorboard:
+    tblog.require()      # before any work: a one-line error when the writer is missing
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    files.check_same_record(os.path.join(workdir, "settings.json"), record)
-  parallel.sync("jaxcond_pool_workdir")
+    files.makedirs(workdir)
   padded = -(-ps.size // mesh.size) * mesh.size
   printer = progress.Printer(quiet=bool(config.quiet), enabled=jax.process_index() == 0,
                              stream=log)
@@ -416,29 +461,49 @@ def train(job: Job, fn, ckpt, state, start: int, total: int, spe: int, bank, cou
     stop = min(epoch_end, step + log_every, total)
     state = fn(state, images, ends, jnp.int32(step), jnp.int32(stop))
     done, step = stop - step, stop
-    job.printer(_progress_line(job, state, step, spe, total, timer.lap(), done, per_step))
-    if step % spe == 0 or step == total:
-      ckpt.save(step, state, {"step": step, "record": job.record,
-                              "versions": condense.versions()})
+    record = _progress_record(job, state, step, spe, timer.lap(), done, per_step)
+    job.metrics.write(record)
+    job.tb.scalars(step, record)      # the same values as metrics.jsonl
+    job.printer(_progress_line(job, record, step, spe, total))
+    saved = step % spe == 0 or step == total
+    if saved:
+      _save(job, ckpt, step, state)
+    if step < total and job.stop.should_stop(step):
+      if not saved:
+        _save(job, ckpt, step, state)
+      ckpt.wait()
+      raise job.stop.error(f"preempted at step {step}: checkpoint written to "
+                           f"{ckpt.directory}; re-run the same command to resume")
   ckpt.wait()
   return state
 
 
-def _progress_line(job, state, step, spe, total, dt, done, per_step) -> str:
-  """`epoch 3/60 [step 120/391]  loss 1.52  train acc 45.20% (min 44.0, max 46.1) ...`: the
-  epoch so far, averaged over the nets (training batches, augmented and mixed)."""
+def _save(job: Job, ckpt, step: int, state) -> None:
+  ckpt.save(step, state, {"step": step, "record": job.record, "versions": condense.versions()})
+
+
+def _progress_record(job, state, step, spe, dt, done, per_step) -> dict:
+  """The metrics.jsonl record of one log interval: the epoch so far, averaged over the nets
+  (training batches, augmented and mixed), and the speed."""
   loss, correct, seen = (np.asarray(parallel.to_host(state[k]))[:job.ps.size]
                          for k in ("loss", "correct", "seen"))
   n_steps = np.maximum(seen // job.ps.batch_size, 1)
   acc = 100.0 * correct / np.maximum(seen, 1)
-  rate = done * per_step / max(dt, 1e-9)
-  eta = (total - step) * dt / max(done, 1)
-  epoch, within = -(-step // spe), step - (-(-step // spe) - 1) * spe
+  return {"step": step, "epoch": -(-step // spe), "loss": float(np.mean(loss / n_steps)),
+          "train_accuracy": float(np.mean(acc)), "train_accuracy_min": float(np.min(acc)),
+          "train_accuracy_max": float(np.max(acc)), "steps_in_interval": done,
+          "step_time_s": dt / max(done, 1), "images_per_s": done * per_step / max(dt, 1e-9)}
+
+
+def _progress_line(job, record, step, spe, total) -> str:
+  """`epoch 3/60 [step 120/391]  loss 1.52  train acc 45.20% (min 44.0, max 46.1) ...`."""
+  epoch, within = record["epoch"], step - (record["epoch"] - 1) * spe
   where = f" [step {within}/{spe}]" if within < spe else ""
+  eta = (total - step) * record["step_time_s"]
   return (f"epoch {epoch:>{len(str(job.ps.epochs))}d}/{job.ps.epochs}{where}  loss "
-          f"{float(np.mean(loss / n_steps)):.4f}  train acc {float(np.mean(acc)):.2f}% "
-          f"(min {float(np.min(acc)):.2f}, max {float(np.max(acc)):.2f})  "
-          f"{rate:,.0f} img/s  ETA {progress.format_duration(eta)}")
+          f"{record['loss']:.4f}  train acc {record['train_accuracy']:.2f}% "
+          f"(min {record['train_accuracy_min']:.2f}, max {record['train_accuracy_max']:.2f})"
+          f"  {record['images_per_s']:,.0f} img/s  ETA {progress.format_duration(eta)}")
 
 
 def test_accuracy(job: Job, host_state) -> list[float] | None:
@@ -526,13 +591,8 @@ PROGRAM = cli.Program(
     examples=("python -m jaxcond.pool --config experiments/cifar10.py --workdir runs/c10_pool",
               "python -m jaxcond.pool --config experiments/quickstart.py --workdir "
               "runs/digits_pool --config.pool.size=4 --config.pool.epochs=2"),
-    flags=(
-        cli.flag("plan", "print the pool's memory plan from shapes only and exit (the last "
-                 "line is JSON)", action="store_true"),
-        cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices)",
-                 type=int, default=0),
-    ),
-    workdir="optional")
+    flags=cli.DISTRIBUTED_FLAGS + cli.plan_flags("the pool's memory plan"),
+    workdir_unless=("plan",), workdir_help="the pool's folder (what pool.path names)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -542,9 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       plan_lib.setup_fake_devices(a.flags.devices)
       print(json.dumps(run_plan(a.config, a.flags.devices or 0)), flush=True)
       return
-    if not a.workdir:
-      raise ConfigError("--workdir: required (the pool's folder; only --plan runs without)")
-    run(a.config, a.workdir)
+    preemption.install_early(STARTING)
+    cli.start_distributed(a.flags)
+    run(a.config, a.workdir, stop=preemption.Preemption(command_line=True))
   return cli.main(PROGRAM, go, argv)
 
 

@@ -25,6 +25,17 @@ SUBDIR = "tensorboard"
 INSTALL_HINT = "pip install 'jaxcond[tensorboard]' (tensorboardX, no TensorFlow needed)"
 
 
+def require():
+  """The writer's package (tensorboardX), or a one-line ConfigError when it is not
+  installed: programs call it before any work."""
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top  (optional extra)
+  except ImportError:
+    raise ConfigError(f"tensorboard: the writer is not installed; {INSTALL_HINT}, or set "
+                      "tensorboard=False") from None
+  return tensorboardX
+
+
 class Writer:
   """Scalars and images for TensorBoard; every method is a no-op when disabled (the
   default, and on processes other than the first)."""
@@ -34,12 +45,7 @@ class Writer:
     self.logdir = None if logdir is None else os.fspath(logdir)
     self._w = None
     if enabled and self.logdir is not None:
-      try:
-        import tensorboardX  # pylint: disable=g-import-not-at-top  (optional extra)
-      except ImportError:
-        raise ConfigError(f"tensorboard: the writer is not installed; {INSTALL_HINT}, or "
-                          "set tensorboard=False") from None
-      self._w = tensorboardX.SummaryWriter(self.logdir, flush_secs=flush_secs)
+      self._w = require().SummaryWriter(self.logdir, flush_secs=flush_secs)
 
   @property
   def enabled(self) -> bool:

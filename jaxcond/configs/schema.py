@@ -106,6 +106,8 @@ FIELDS = (
     Field("memory_budget_gb", 0.0, Float(lo=0.0),
           "per device, GiB; 0 = the device's own limit (jaxcond.plan)", trajectory=False),
     Field("quiet", False, Bool(), "no progress lines", trajectory=False),
+    Field("tensorboard", False, Bool(), "TensorBoard event files in WORKDIR/tensorboard/ "
+          "(pip install jaxcond[tensorboard])", trajectory=False),
 
     Field("synthetic.init", METHOD, Choice(INITS), "real | noise | mix (IDC's factor² crops)"),
     Field("synthetic.factor", METHOD, Int(lo=1), "multi-formation factor (IDC); 1 = off"),

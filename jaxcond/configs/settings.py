@@ -60,6 +60,7 @@ class RunSettings:
   log_every: int = _DEFAULT["log_every"]
   num_devices: int = _DEFAULT["num_devices"]
   quiet: bool = _DEFAULT["quiet"]
+  tensorboard: bool = _DEFAULT["tensorboard"]
   eval_every: int = _DEFAULT["eval.every"]
   eval_num_nets: int = 0         # 0 = no evaluation
   init: str = _DEFAULT["synthetic.init"]

@@ -173,16 +173,8 @@ PROGRAM = cli.Program(
                  "axis; 0 = the memory plan's choice)", type=int, default=0),
         cli.flag("remat", "rematerialise the networks' residual blocks (auto = when the "
                  "memory plan needs it)", choices=plan_lib.REMAT, default="auto"),
-        cli.flag("plan", "print the memory plan and FLOPs from shapes only (no data is "
-                 "read, no --workdir needed) and exit; the last line is JSON "
-                 "(jaxcond.evaluate.plan)", action="store_true"),
-        cli.flag("devices", "with --plan: plan for this many devices (fake CPU devices "
-                 "here; 0 = the devices present)", type=int, default=0),
-        cli.flag("coordinator_address", "host:port of process 0 for a multi-process run "
-                 "(or env JAX_COORDINATOR_ADDRESS)"),
-        cli.flag("num_processes", "processes in a multi-process run", type=int),
-        cli.flag("process_id", "this process's index", type=int),
-        cli.flag("local_device_ids", "local device ids for this process (comma-separated)"),
+        *cli.plan_flags("the memory plan and FLOPs (jaxcond.evaluate.plan)"),
+        *cli.DISTRIBUTED_FLAGS,
     ),
     workdir_unless=("plan",))
 
@@ -206,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               log=functools.partial(print, flush=True))
       print(json.dumps(out), flush=True)
       return
-    ids = [int(i) for i in f.local_device_ids.split(",")] if f.local_device_ids else None
-    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id, ids)
+    cli.start_distributed(f)
     # One results.json at the end and nothing to keep half way: SIGTERM / Ctrl-C stop at
     # once (status 3) and a re-run starts again (jaxcond.preemption, docs/condense.md).
     lock = workdir_lib.claim(a.workdir, command=a.command)
