@@ -588,3 +588,29 @@ def test_smoke_evaluate_program_on_digits(tmp_path, capsys):
   assert data["command"].startswith("python -m jaxcond.evaluate --config=")
   assert "mlp: training 2 network(s), 2 passes over 20 images (dm protocol)" in out
   assert out.strip().splitlines()[-1].startswith("evaluate: dm mlp x2 on synthetic.npz")
+
+
+def test_entry_points_refuse_raw_pixels_in_one_line():
+  """uint8 (or [0, 1] / [0, 255] float) images train without an error but score far lower
+  (on digits 62-79 % instead of 83-86 %): evaluate_set / evaluate_arrays / train_and_test
+  refuse them with one line before training."""
+  from jaxcond.errors import DataError
+  rs = np.random.default_rng(0)
+  u8 = rs.integers(0, 256, (20, 8, 8, 1), np.uint8)
+  y = np.repeat(np.arange(10, dtype=np.int32), 2)
+  settings = ev.EvalSettings.for_protocol("dm", dataset="digits", model="convnetd2",
+                                          num_nets=1, epochs=1)
+  calls = {
+      "set": lambda x, xt: ev.evaluate_set(x, y, xt, y, settings=settings, num_classes=10),
+      "arrays": lambda x, xt: ev.evaluate_arrays(x, y, xt, y, settings=settings,
+                                                 num_classes=10, seed=0),
+      "train_and_test": lambda x, xt: ev.train_and_test(
+          ev.registry_net("convnetd2", num_classes=10, image_shape=(8, 8, 1)), x, y, xt, y,
+          settings=settings, seed=0)}
+  good = (u8.astype(np.float32) / 255 - 0.3) / 0.4
+  for name, call in calls.items():
+    for x, xt, what in ((u8, good, "training"), (good, u8.astype(np.float32), "test"),
+                        (good, u8.astype(np.float32) / 255, "test")):
+      with pytest.raises(DataError, match=f"^evaluate: {what} images: ") as err:
+        call(x, xt)
+      assert len(str(err.value).splitlines()) == 1, name

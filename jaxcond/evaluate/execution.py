@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxcond import backend, parallel, rng
+from jaxcond import backend, parallel, rng, synthetic_io
 from jaxcond import progress as progress_lib   # `progress` is train_and_test's callback
 from jaxcond.errors import ConfigError
 from jaxcond.evaluate.protocols import EvalSettings
@@ -395,13 +395,16 @@ def train_and_test(net: NetFns, x_train, y_train, x_test, y_test, *, settings: E
   """Trains the networks `net_ids` (default 0..num_nets-1) and tests them at every checkpoint.
 
   x_train [n, H, W, ch] is shared by all networks; [num_nets, n, H, W, ch] (with y_train
-  [num_nets, n]) gives each network its own set. `loop` ("device" | "host") and `vectorize`
+  [num_nets, n]) gives each network its own set. Images must be normalised floats,
+  (pixels/255 − mean)/std; raw pixels are refused with one line (`check_normalized`). `loop` ("device" | "host") and `vectorize`
   ("vmap" | "map" | "unroll") default to `default_execution()`; `layout` (devices on the
   nets and data axes, remat) to `default_layout(..., num_devices)`; all choices train the
   same networks. Returns {"checkpoint_passes": [...], "checkpoint_accuracies": [[% per
   net] per checkpoint], "wall_seconds", "devices", "layout", "loop", "vectorize"[,
   "states"]}. `progress(line)` hears about the passes done every `progress_every_s` s.
   """
+  synthetic_io.check_normalized(x_train, "evaluate: training images")
+  synthetic_io.check_normalized(x_test, "evaluate: test images")
   loop, vectorize = _execution(loop, vectorize)
   net_ids = list(range(settings.num_nets)) if net_ids is None else [int(i) for i in net_ids]
   num = len(net_ids)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from jaxcond import synthetic_io
 from jaxcond.errors import DataError
 from jaxcond.evaluate import results as results_lib
 from jaxcond.evaluate import plan as plan_lib
@@ -37,6 +38,8 @@ def _check_arrays(x_train, y_train, x_test, y_test, num_classes: int, num_nets: 
       raise DataError(f"evaluate: {name} labels outside [0, {num_classes})")
   if x_train.shape[-4] == 0 or x_test.shape[0] == 0:
     raise DataError("evaluate: empty training or test set")
+  synthetic_io.check_normalized(x_train, "evaluate: training images")
+  synthetic_io.check_normalized(x_test, "evaluate: test images")
 
 
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
@@ -50,7 +53,10 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
   """Trains settings.num_nets fresh `model` nets (default settings.model) on (x_train,
   y_train) under `settings.protocol` and tests them on (x_test, y_test).
 
-  Images are float32 normalised NHWC; labels int32. x_train may carry a leading network axis
+  Images are float32 NHWC, normalised, (pixels/255 − mean)/std (`jaxcond.load(...).x`,
+  `synthetic_io.normalize_uint8`): raw uint8 or [0, 1] / [0, 255] float pixels are refused
+  with one line (they train without an error but score far lower). Labels int32.
+  x_train may carry a leading network axis
   (one training set per network). The devices are used as `layout` says, else as the memory
   plan chooses (`evaluate.plan.choose`: `data_axis` 0 = its choice, `remat` auto | on | off,
   `memory_budget_gb` 0 = the device's limit). Returns dict(accuracies, mean, std, protocol,
@@ -99,7 +105,8 @@ def evaluate_set(x_train, y_train, x_test, y_test, *, settings: EvalSettings,
                  num_classes: int, measured_on: str = "test", log: Callable | None = None,
                  **kwargs) -> tuple[dict, dict[str, dict]]:
   """Scores one training set over the pool: (record, {model: result}); the record has the
-  schema of `results.record` (condense writes it to eval.jsonl, evaluate to results.json)."""
+  schema of `results.record` (condense writes it to eval.jsonl, evaluate to results.json).
+  Images: normalised float NHWC, as `evaluate_arrays` says (raw pixels are refused)."""
   results = evaluate_pool(x_train, y_train, x_test, y_test, settings=settings,
                           num_classes=num_classes, seed=settings.seed, log=log,
                           measured_on=measured_on, **kwargs)
