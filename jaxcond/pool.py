@@ -461,7 +461,7 @@ def train(job: Job, fn, ckpt, state, start: int, total: int, spe: int, bank, cou
     stop = min(epoch_end, step + log_every, total)
     state = fn(state, images, ends, jnp.int32(step), jnp.int32(stop))
     done, step = stop - step, stop
-    record = _progress_record(job, state, step, spe, timer.lap(), done, per_step)
+    record = _progress_record(job, state, step, spe, timer, done, per_step)
     job.metrics.write(record)
     job.tb.scalars(step, record)      # the same values as metrics.jsonl
     job.printer(_progress_line(job, record, step, spe, total))
@@ -482,11 +482,13 @@ def _save(job: Job, ckpt, step: int, state) -> None:
   ckpt.save(step, state, {"step": step, "record": job.record, "versions": condense.versions()})
 
 
-def _progress_record(job, state, step, spe, dt, done, per_step) -> dict:
+def _progress_record(job, state, step, spe, timer, done, per_step) -> dict:
   """The metrics.jsonl record of one log interval: the epoch so far, averaged over the nets
-  (training batches, augmented and mixed), and the speed."""
+  (training batches, augmented and mixed), and the speed (timed once the steps are done:
+  the jitted chunk returns before it has run)."""
   loss, correct, seen = (np.asarray(parallel.to_host(state[k]))[:job.ps.size]
                          for k in ("loss", "correct", "seen"))
+  dt = timer.lap()
   n_steps = np.maximum(seen // job.ps.batch_size, 1)
   acc = 100.0 * correct / np.maximum(seen, 1)
   return {"step": step, "epoch": -(-step // spe), "loss": float(np.mean(loss / n_steps)),

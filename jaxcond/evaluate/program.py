@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxcond import baselines, cli, configs, data, nets, parallel, preemption
+from jaxcond import baselines, cli, configs, data, files, nets, parallel, preemption
 from jaxcond import plan as cplan
 from jaxcond import synthetic_io
 from jaxcond import workdir as workdir_lib
@@ -140,7 +140,7 @@ def run(config, *, workdir, synthetic: str | None = None, baseline: str | None =
   path = results_lib.write_results(workdir, record)
   if len(results) > 1:
     table = results_lib.pool_table(results)
-    (pathlib.Path(workdir) / "cross_arch.md").write_text(table)
+    files.write_text(files.join(workdir, "cross_arch.md"), table)
     log(table)
   log(f"evaluate: {results_lib.summary_line(results[settings.pool[0]], label)} -> {path}")
   parallel.sync("evaluate_written")

@@ -8,7 +8,6 @@ num_nets, accuracy_unit, selection, measured_on, wall_s, [best_* under idc / ncf
 """
 from __future__ import annotations
 
-import pathlib
 import sys
 
 import flax
@@ -127,9 +126,7 @@ def _jsonable(obj):
   return str(obj)
 
 
-def write_results(workdir, record: dict) -> pathlib.Path:
-  out = pathlib.Path(workdir)
-  out.mkdir(parents=True, exist_ok=True)
-  path = out / "results.json"
-  files.write_json(path, _jsonable(record))
-  return path
+def write_results(workdir, record: dict) -> str:
+  """WORKDIR/results.json, atomically, through `jaxcond.files` (local or bucket paths)."""
+  files.makedirs(workdir)
+  return files.write_json(files.join(workdir, "results.json"), _jsonable(record))
