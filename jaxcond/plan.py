@@ -453,8 +453,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
   def check(candidate):
     nonlocal compiles
     compiles += 1
-    st = compile_stats(candidate, mesh, depth=depth, streaming=streaming)
-    return st
+    return compile_stats(candidate, mesh, depth=depth, streaming=streaming)
 
   real, syn, real_fixed, syn_fixed = preferred(config, s, local, policy)
   if bn:   # batch statistics span the whole batch: no chunks (configs.validate refuses them)
@@ -509,13 +508,7 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
       if st["per_device_bytes"] <= target:
         break
   if s.method == "ncfm" and st["per_device_bytes"] > target:
-    # NCFM's objective holds [classes, samples, frequencies] projections per group: chunk
-    # the frequencies (then the samples) when the smallest class layout is still over.
-    for fc, sc in cf_chunks(s):
-      cand = dataclasses.replace(cand, freq_chunk=fc, sample_chunk=sc)
-      st = check(cand)
-      if st["per_device_bytes"] <= target:
-        break
+    cand, st = _cf_chunked(s, cand, st, check, target)
   fits = st["per_device_bytes"] <= budget
   if st["per_device_bytes"] > target and fits:
     note = "within the budget but above its safety margin"
@@ -524,12 +517,29 @@ def make_plan(config, s, mesh, *, depth: int, streaming: bool = False,
               policy=policy, compile_s=st["compile_s"],
               plan_s=time.perf_counter() - t_all, compiles=compiles, note=note,
               steps=int(config.steps), pool_bytes=nets_bytes)
-  if not fits:
+  return _report(plan, s, config, bn, strict, log)
+
+
+def _cf_chunked(s, cand, st, check, target):
+  """NCFM's objective holds [classes, samples, frequencies] projections per group: chunk
+  the frequencies (then the samples) when the smallest class layout is still over."""
+  for fc, sc in cf_chunks(s):
+    cand = dataclasses.replace(cand, freq_chunk=fc, sample_chunk=sc)
+    st = check(cand)
+    if st["per_device_bytes"] <= target:
+      break
+  return cand, st
+
+
+def _report(plan: "Plan", s, config, bn: bool, strict: bool, log) -> "Plan":
+  """The no-fit note, the printed block (a strict run's error line says the note: it is
+  printed once) and, strict, the ConfigError of a plan that does not fit."""
+  if not plan.fits:
     plan.note = _no_fit_message(plan, s, config, bn)
-  if log is not None:   # a strict run's error line says the note: print it once
-    for line in plan.lines(note=fits or not strict):
+  if log is not None:
+    for line in plan.lines(note=plan.fits or not strict):
       log(line)
-  if strict and not fits:
+  if strict and not plan.fits:
     raise ConfigError(plan.note)
   return plan
 

@@ -560,6 +560,84 @@ def _geometric(mu: float, n):
 
 # ------------------------------------------------------------------------------ the step
 
+def grouped_value_and_grad(vg: Callable, syn, real_feats, real_taps, class_ids,
+                           s: StepSettings, sharding_fn=None):
+  """((loss, term sums), gradient w.r.t. `syn`) of `vg(syn, feats, taps, ids)` summed over
+  class groups of `s.syn_cpg` classes per device.
+
+  The objective is a sum of per-class terms and each class's term sees only its own
+  synthetic images, so the gradient is taken class group by class group in a lax.scan:
+  peak memory is one group's forward/backward whatever the class count, and compile time
+  does not grow with the number of groups. The same values (float rounding of the sums
+  aside). `syn_unroll` (CPU preference, few groups) unrolls it: XLA:CPU ran unrolled
+  ~50-image groups faster than one large batch or a loop (docs/benchmarks.md).
+  """
+  c = syn.shape[0]
+  shards = _shards(sharding_fn)
+  local = c // shards
+  if num_groups(local, s.syn_cpg) == 1:
+    return vg(syn, real_feats, real_taps, class_ids)
+  grp = lambda a, fill=0: to_groups(a, shards, s.syn_cpg, sharding_fn, fill)
+  xs = (grp(syn), grp(real_feats), None if real_taps is None else [grp(t) for t in real_taps],
+        grp(class_ids, -1))
+
+  def body(carry, x):
+    (loss_g, sums_g), grad_g = vg(*x)
+    loss, sums = carry
+    return (loss + loss_g, jax.tree.map(jnp.add, sums, sums_g)), grad_g
+
+  shapes = jax.eval_shape(lambda x: vg(*x)[0], jax.tree.map(lambda a: a[0], xs))
+  zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+  g = xs[0].shape[0]
+  (loss, sums), grads = jax.lax.scan(body, zero, xs, unroll=g if s.syn_unroll else 1)
+  return (loss, sums), from_groups(grads, shards, local, sharding_fn)
+
+
+def _joint_update(opt, state, syn0, vmask, loss_and_grad, s: StepSettings):
+  """One optimiser step on the summed loss: ((loss, sums), new pixels, optimiser state)."""
+  (loss, sums), grad = loss_and_grad(syn0)
+  grad = jnp.where(vmask, grad, 0.0)
+  if s.plateau_patience > 0:   # torch steps its plateau scheduler on the mean loss
+    updates, opt_state = opt.update(grad, state["opt"], syn0,
+                                    value=loss / jnp.float32(s.num_classes))
+  else:
+    updates, opt_state = opt.update(grad, state["opt"], syn0)
+  new_syn = optax.apply_updates(syn0, updates)
+  if s.optimizer != "sgd" or s.weight_decay > 0:   # decay must not move padded slots
+    new_syn = jnp.where(vmask, new_syn, syn0)
+  return (loss, sums), new_syn, opt_state
+
+
+def _per_class_update(state, syn0, vmask, class_ids, loss_and_grad, s: StepSettings):
+  """M3D's one SGD step per class in closed form (module docstring): ((loss, sums), new
+  pixels, optimiser state)."""
+  bshape = vmask.shape
+  buf = _momentum_buffer(state["opt"])
+  mu, lr = s.momentum, s.lr
+  # p = the class's slot (its turn in the sweep over classes), not its class id:
+  # a bank of a class subset (continual learning) has ids beyond num_classes.
+  pos = jnp.minimum(jnp.arange(class_ids.shape[0], dtype=jnp.int32), s.num_classes - 1)
+  before = _geometric(mu, pos).reshape(bshape)           # p momentum-only steps
+  after = _geometric(mu, s.num_classes - 1 - pos).reshape(bshape)
+  if buf is None:                                         # momentum 0: plain SGD
+    x_turn = syn0
+  else:
+    x_turn = syn0 - lr * before * buf
+  (loss, sums), grad = loss_and_grad(x_turn)
+  grad = jnp.where(vmask, grad, 0.0)
+  if buf is None:
+    return (loss, sums), x_turn - lr * grad, state["opt"]
+  decay_turn = (mu ** pos.astype(jnp.float32)).reshape(bshape)
+  buf_turn = mu * decay_turn * buf + grad               # μ^(p+1)·buf + g
+  x_after = x_turn - lr * buf_turn
+  new_syn = x_after - lr * after * buf_turn
+  decay_after = (mu ** (s.num_classes - 1 - pos).astype(jnp.float32)).reshape(bshape)
+  new_buf = decay_after * buf_turn
+  new_syn = jnp.where(vmask, new_syn, syn0)
+  new_buf = jnp.where(vmask, new_buf, buf)
+  return (loss, sums), new_syn, _replace_momentum_buffer(state["opt"], new_buf)
+
+
 def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
               model=None) -> Callable:
   """`step_fn(state, real_u8 [C, B, H, W, ch], class_ids [C], step) -> (state, metrics)`;
@@ -592,75 +670,16 @@ def make_step(s: StepSettings, sharding_fn: Callable[[int], Any] | None = None,
       return _masked_sum(per_class_total, ok), sums
 
     vg = jax.value_and_grad(group_loss, has_aux=True)
-
-    def loss_and_grad(syn):
-      # The objective is a sum of per-class terms and each class's term sees only its own
-      # synthetic images, so the gradient is taken class group by class group in a
-      # lax.scan: peak memory is one group's forward/backward whatever the class count,
-      # and compile time does not grow with the number of groups. The same values (float
-      # rounding of the sums aside). `syn_unroll` (CPU preference, few groups) unrolls it:
-      # XLA:CPU ran unrolled ~50-image groups faster than one large batch or a loop
-      # (docs/benchmarks.md).
-      c = syn.shape[0]
-      shards = _shards(sharding_fn)
-      local = c // shards
-      if num_groups(local, s.syn_cpg) == 1:
-        return vg(syn, real_feats, real_taps, class_ids)
-      grp = lambda a, fill=0: to_groups(a, shards, s.syn_cpg, sharding_fn, fill)
-      xs = (grp(syn), grp(real_feats), None if real_taps is None else [grp(t) for t in real_taps],
-            grp(class_ids, -1))
-
-      def body(carry, x):
-        (loss_g, sums_g), grad_g = vg(*x)
-        loss, sums = carry
-        return (loss + loss_g, jax.tree.map(jnp.add, sums, sums_g)), grad_g
-
-      shapes = jax.eval_shape(lambda x: vg(*x)[0], jax.tree.map(lambda a: a[0], xs))
-      zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-      g = xs[0].shape[0]
-      (loss, sums), grads = jax.lax.scan(body, zero, xs, unroll=g if s.syn_unroll else 1)
-      return (loss, sums), from_groups(grads, shards, local, sharding_fn)
-
-    bshape = (-1,) + (1,) * (syn0.ndim - 1)
-    vmask = valid.reshape(bshape)
-    n = jnp.float32(s.num_classes)
-    if not per_class:
-      (loss, sums), grad = loss_and_grad(syn0)
-      grad = jnp.where(vmask, grad, 0.0)
-      if s.plateau_patience > 0:   # torch steps its plateau scheduler on the mean loss
-        updates, opt_state = opt.update(grad, state["opt"], syn0, value=loss / n)
-      else:
-        updates, opt_state = opt.update(grad, state["opt"], syn0)
-      new_syn = optax.apply_updates(syn0, updates)
-      if s.optimizer != "sgd" or s.weight_decay > 0:   # decay must not move padded slots
-        new_syn = jnp.where(vmask, new_syn, syn0)
+    loss_and_grad = lambda syn: grouped_value_and_grad(vg, syn, real_feats, real_taps,
+                                                       class_ids, s, sharding_fn)
+    vmask = valid.reshape((-1,) + (1,) * (syn0.ndim - 1))
+    if per_class:
+      (loss, sums), new_syn, opt_state = _per_class_update(state, syn0, vmask, class_ids,
+                                                           loss_and_grad, s)
     else:
-      buf = _momentum_buffer(state["opt"])
-      mu, lr = s.momentum, s.lr
-      # p = the class's slot (its turn in the sweep over classes), not its class id:
-      # a bank of a class subset (continual learning) has ids beyond num_classes.
-      pos = jnp.minimum(jnp.arange(class_ids.shape[0], dtype=jnp.int32), s.num_classes - 1)
-      before = _geometric(mu, pos).reshape(bshape)           # p momentum-only steps
-      after = _geometric(mu, s.num_classes - 1 - pos).reshape(bshape)
-      if buf is None:                                         # momentum 0: plain SGD
-        x_turn = syn0
-      else:
-        x_turn = syn0 - lr * before * buf
-      (loss, sums), grad = loss_and_grad(x_turn)
-      grad = jnp.where(vmask, grad, 0.0)
-      if buf is None:
-        new_syn = x_turn - lr * grad
-        opt_state = state["opt"]
-      else:
-        decay_turn = (mu ** pos.astype(jnp.float32)).reshape(bshape)
-        buf_turn = mu * decay_turn * buf + grad               # μ^(p+1)·buf + g
-        x_after = x_turn - lr * buf_turn
-        new_syn = x_after - lr * after * buf_turn
-        decay_after = (mu ** (s.num_classes - 1 - pos).astype(jnp.float32)).reshape(bshape)
-        new_buf = decay_after * buf_turn
-        new_syn = jnp.where(vmask, new_syn, syn0)
-        new_buf = jnp.where(vmask, new_buf, buf)
-        opt_state = _replace_momentum_buffer(state["opt"], new_buf)
+      (loss, sums), new_syn, opt_state = _joint_update(opt, state, syn0, vmask,
+                                                       loss_and_grad, s)
+    n = jnp.float32(s.num_classes)
     metrics = {"loss": loss / n, **{f"loss/{k}": v / n for k, v in sums.items()},
                "finite": jnp.all(jnp.isfinite(new_syn))}
     return {"syn": new_syn, "opt": opt_state}, metrics

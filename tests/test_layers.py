@@ -193,3 +193,19 @@ def test_the_graph_sees_function_level_imports():
   """The checks above are only as good as the parser: it finds the known local import."""
   own, _ = GRAPH["jaxcond"]
   assert ("jaxcond.synthetic_io", True) in {(t, inside) for t, _, inside in own}
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_function_is_over_100_lines():
+  """A function a newcomer reads top to bottom fits on two screens; a long one is split
+  into named parts (declarative tables are data: `configs.schema.FIELDS` is a tuple)."""
+  long = []
+  for m, p in MODULES.items():
+    for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = node.end_lineno - node.lineno + 1
+        if n > MAX_FUNCTION_LINES:
+          long.append(f"{m}:{node.lineno} {node.name} is {n} lines")
+  assert not long, "\n".join(long)
