@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcond import condense, configs, evaluate, nets, pool, pool_files, steps
+from jaxcond import condense, configs, evaluate, nets, pool, pool_files, preemption, steps
 from jaxcond.data import registry
 from jaxcond.errors import ConfigError, DataError
 
@@ -112,6 +112,28 @@ def test_pool_resumes_and_lays_out_nets_without_changing_them(tiny_pool, tmp_pat
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
                  got["final"], want["final"])
     assert other["train_accuracy"] == pytest.approx(manifest["train_accuracy"], abs=2.0)
+
+
+@pytest.mark.slow
+def test_a_stopped_pool_resumes_to_the_same_nets(tiny_pool, tmp_path):
+  """A stop request (SIGTERM / Ctrl-C; `jaxcond.preemption`) after step 5, mid-epoch: a
+  checkpoint, PreemptedError with its one line, no manifest; the re-run resumes there and
+  gives the uninterrupted pool's nets bit for bit (log lines every 5 steps instead of 100
+  change nothing either)."""
+  work = tmp_path / "w"
+  stop = preemption.Preemption()
+  stop.should_stop = lambda step: step == 5
+  c = config(**{**TINY_POOL, "log_every": 5})
+  with pytest.raises(preemption.PreemptedError,
+                     match=r"^preempted at step 5: checkpoint written to .*checkpoints; "
+                           r"re-run the same command to resume$"):
+    pool.run(c, str(work), stop=stop)
+  assert not (work / pool_files.MANIFEST).exists() and (work / "checkpoints" / "5").is_dir()
+  again = pool.run(c, str(work))
+  assert again["content_hash"] == pool_files.read_manifest(str(tiny_pool))["content_hash"]
+  steps_logged = [json.loads(l)["step"] for l in (work / "metrics.jsonl").read_text()
+                  .splitlines()]
+  assert steps_logged == sorted(set(steps_logged)) and steps_logged[0] == 5
 
 
 @pytest.mark.slow
