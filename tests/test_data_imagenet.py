@@ -435,3 +435,19 @@ def test_decode_many_threads_equal_serial():
   serial = readers.decode_many(blobs, [str(i) for i in range(70)], 16, 3, num_threads=1)
   threaded = readers.decode_many(blobs, [str(i) for i in range(70)], 16, 3, num_threads=3)
   np.testing.assert_array_equal(serial, threaded)
+
+
+def test_streaming_reads_the_imagenet_files_in_place(tmp_path):
+  """`dataset.streaming=True` on the train tar: `stream.make_index` gives the per-class
+  index over the tar (no decode up front), honouring the draft setting, and a read is the
+  pixels `load_split` gives (a 3-class subset dataset: the tar holds 3 classes)."""
+  from jaxcond.data import stream
+  _write_train_tar(tmp_path / "imagenet")
+  (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+  kw = dict(path=tmp_path / "imagenet", resolution=8, class_list=tmp_path / "classes.txt")
+  for draft in (True, False):
+    index = stream.make_index("imagenet100", "train", draft=draft, **kw)
+    assert isinstance(index, imagenet.ImageNetIndex) and index.draft == draft
+    x, y = load_split("imagenet100", "train", draft=draft, **kw)
+    assert index.counts.tolist() == [PER_CLASS] * 3
+    np.testing.assert_array_equal(index.read(1, 0), x[np.flatnonzero(y == 1)[0]])
