@@ -136,20 +136,12 @@ def run(config, workdir: str, *, log=None,
   Ctrl-C raises KeyboardInterrupt; the command line's ends the process at once).
   """
   ctx = setup(config, workdir, log=log)
-  stop = stop or preemption.Preemption()
-  lock = None
   try:
-    with stop:
-      with stop.immediate(STARTING):
-        lock = workdir_lib.claim(ctx.paths.workdir, command=workdir_lib.current_command(),
-                                 warn=lambda line: ctx.printer(line, force=True))
-        if lock is not None:
-          stop.cleanups.append(lock.release)
-      return _stages(ctx, stop)
+    return workdir_lib.run_locked(ctx.paths.workdir, lambda stop: _stages(ctx, stop),
+                                  stop=stop, starting=STARTING,
+                                  warn=lambda line: ctx.printer(line, force=True))
   finally:
     ctx.tb.close()
-    if lock is not None:
-      lock.release()
 
 
 STARTING = ("preempted while starting (no step run yet): nothing to save; re-run the same "

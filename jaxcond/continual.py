@@ -272,14 +272,9 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
     tblog.require()      # before any work: a one-line error when the writer is missing
   name = (f"orders-{'-'.join(str(o) for o in s.orders)}."
           f"memories-{'-'.join(s.memories)}")
-  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
-  stop = stop or preemption.Preemption()
-  stop.cleanups.append(lock.release)
-  try:
-    with stop:
-      return _experiment(config, workdir, log, loader, info, s, esettings, mcfgs, stop)
-  finally:
-    lock.release()
+  return workdir_lib.run_locked(
+      workdir, lambda stop: _experiment(config, workdir, log, loader, info, s, esettings,
+                                        mcfgs, stop), stop=stop, name=name, warn=log)
 
 
 def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esettings, mcfgs,

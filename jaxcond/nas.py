@@ -310,14 +310,9 @@ def run(config, workdir: str, *, log: Callable | None = print, loader=None, info
   shard = str(config.nas.get("shard", "") or "")
   mine = shard_archs(s.archs, shard)
   name = "shard-{}-of-{}".format(*shard.split("/")) if shard else ""
-  lock = workdir_lib.claim(workdir, name=name, command=workdir_lib.current_command(), warn=log)
-  stop = stop or preemption.Preemption()
-  stop.cleanups.append(lock.release)
-  try:
-    with stop:
-      return _search(config, workdir, log, loader, info, s, evals, mine, stop)
-  finally:
-    lock.release()
+  return workdir_lib.run_locked(
+      workdir, lambda stop: _search(config, workdir, log, loader, info, s, evals, mine, stop),
+      stop=stop, name=name, warn=log)
 
 
 def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,

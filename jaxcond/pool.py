@@ -139,22 +139,17 @@ def run(config, workdir: str, *, log=None,
   checkpoint (PreemptedError; re-running the same command resumes).
   """
   job = setup(config, workdir, log=log)
-  job.stop = stop or preemption.Preemption()
-  lock = None
-  try:
-    with job.stop:
-      with job.stop.immediate(STARTING):
-        lock = workdir_lib.claim(job.workdir, command=workdir_lib.current_command(),
-                                 warn=lambda line: job.printer(line, force=True))
-        if lock is not None:
-          job.stop.cleanups.append(lock.release)
-        if job.is_main:
-          files.check_same_record(os.path.join(job.workdir, "settings.json"), job.record)
-        parallel.sync("jaxcond_pool_workdir")
-      return _train_pool(job)
-  finally:
-    if lock is not None:
-      lock.release()
+
+  def locked(stop):
+    job.stop = stop
+    with stop.immediate(STARTING):
+      if job.is_main:
+        files.check_same_record(os.path.join(job.workdir, "settings.json"), job.record)
+      parallel.sync("jaxcond_pool_workdir")
+    return _train_pool(job)
+
+  return workdir_lib.run_locked(job.workdir, locked, stop=stop, starting=STARTING,
+                                warn=lambda line: job.printer(line, force=True))
 
 
 def _train_pool(job: Job) -> dict:

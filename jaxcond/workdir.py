@@ -28,12 +28,15 @@ import socket
 import sys
 import time
 import uuid
+from typing import Callable, TypeVar
 
 import jax
 import numpy as np
 
-from jaxcond import files, parallel
+from jaxcond import files, parallel, preemption
 from jaxcond.errors import ConfigError, JaxcondError
+
+T = TypeVar("T")
 
 LOCK = "lock.json"
 MARKER = ".jaxcond-shared-check"
@@ -306,3 +309,26 @@ def claim(workdir, *, name: str = "", command: str = "", warn=print) -> Lock | N
     raise files.StorageError(f"workdir: process 0 could not take the lock of "
                              f"{files.absolute(workdir)} (its output says why)")
   return lock
+
+
+def run_locked(workdir, body: Callable[[preemption.Preemption], T], *,
+               stop: preemption.Preemption | None = None, starting: str = "", name: str = "",
+               command: str = "", warn=print) -> T:
+  """`body(stop)` with the workdir claimed (`claim`) and `stop` entered (SIGTERM / Ctrl-C
+  handled): what every program that writes a workdir does around its work. A signal while
+  the lock is being taken stops at once with `starting` (the program's own words); the
+  lock is released however the body ends, a stop that exits at once included."""
+  stop = stop or preemption.Preemption()
+  starting = starting or ("preempted while starting: nothing to save; re-run the same "
+                          "command to resume")
+  lock = None
+  try:
+    with stop:
+      with stop.immediate(starting):
+        lock = claim(workdir, name=name, command=command or current_command(), warn=warn)
+        if lock is not None:
+          stop.cleanups.append(lock.release)
+      return body(stop)
+  finally:
+    if lock is not None:
+      lock.release()

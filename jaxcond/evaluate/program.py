@@ -186,6 +186,10 @@ def _eval_overrides(a: cli.Args) -> dict:
           if field.startswith("eval.") and field in values}
 
 
+STOPPED = ("preempted: an evaluation keeps nothing half way; re-run the same command to "
+           "evaluate again")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m jaxcond.evaluate`; returns the exit status (cli docstring)."""
   def go(a: cli.Args):
@@ -201,17 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.start_distributed(f)
     # One results.json at the end and nothing to keep half way: SIGTERM / Ctrl-C stop at
     # once (status 3) and a re-run starts again (jaxcond.preemption, docs/condense.md).
-    lock = workdir_lib.claim(a.workdir, command=a.command)
-    stop = preemption.Preemption(command_line=True)
-    stop.cleanups.append(lock.release)
-    try:
-      with stop, stop.immediate("preempted: an evaluation keeps nothing half way; re-run "
-                                "the same command to evaluate again"):
+    def evaluate(stop):
+      with stop.immediate(STOPPED):
         run(a.config, workdir=a.workdir, synthetic=f.synthetic, baseline=f.baseline,
             models=f.models, feature_net=f.feature_net, test_batch_size=f.test_batch_size,
             vectorize=f.vectorize, loop=f.loop, data_axis=f.data_axis, remat=f.remat,
             protocol=f.protocol, eval_overrides=_eval_overrides(a),
             log=functools.partial(print, flush=True), command=a.command)
-    finally:
-      lock.release()
+
+    workdir_lib.run_locked(a.workdir, evaluate, stop=preemption.Preemption(command_line=True),
+                           starting=STOPPED, command=a.command)
   return cli.main(PROGRAM, go, argv)
