@@ -114,6 +114,7 @@ class StepSettings:
   cf_scale: float = objectives.NCFM_SCALE
   pool_size: int = 0               # trained nets in the pool argument; 0 = random nets
   calib_weight: float = 0.0        # with a pool: calibration cross-entropy weight
+  pool_blend: str = "uniform"      # uniform (l ~ U(0, 1)) | final (l = 0) | init (l = 1)
   # Memory / speed layout, chosen by `jaxcond.plan` (never changes the maths):
   real_chunk: int = 0              # real images per class per scan iteration (0 = all)
   real_cpg: int = 0                # classes per device per real iteration (0 = all local)
@@ -365,9 +366,14 @@ def random_net_variables(model, step, s: StepSettings):
 
 
 def pool_choice(step, s: StepSettings):
-  """(net index i, interpolation l ~ U(0, 1)) of `step`: key (seed, step // ipm, POOL)."""
+  """(net index i, interpolation l) of `step`: key (seed, step // ipm, POOL). l ~ U(0, 1)
+  (DANCE's and NCFM's blend of initial and final weights), or, to take the blend apart,
+  0 (`pool.blend=final`: the trained nets as they are) or 1 (`init`: their untrained
+  initialisations, a pool of random nets)."""
   k_net, k_mix = jax.random.split(rng.step_key(s.seed, step // s.ipm, rng.POOL))
-  return jax.random.randint(k_net, (), 0, s.pool_size), jax.random.uniform(k_mix, ())
+  l = {"uniform": jax.random.uniform(k_mix, ()), "final": jnp.float32(0.0),
+       "init": jnp.float32(1.0)}[s.pool_blend]
+  return jax.random.randint(k_net, (), 0, s.pool_size), l
 
 
 def pool_net_variables(pool: Pool, step, s: StepSettings):

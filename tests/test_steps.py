@@ -327,3 +327,18 @@ def test_ncfm_with_pool_and_calibration_one_device_equals_eight():
   np.testing.assert_allclose(l1, l8, rtol=2e-5, atol=1e-6)
   np.testing.assert_allclose(x1, x8, rtol=1e-4, atol=1e-5)
   assert np.abs(x1 - x0).max() > 1e-3
+
+
+def test_pool_blend_takes_the_interpolation_apart():
+  """pool.blend: uniform draws l ~ U(0, 1) from (seed, step); final / init fix l at 0 / 1,
+  the same net index every time."""
+  import dataclasses as dc
+  base = steps.StepSettings(method="dm", seed=3, num_classes=2, image_shape=(8, 8, 1),
+                            mean=(0.5,), std=(0.5,), ipc=1, batch_real=2, pool_size=5)
+  ls = [float(steps.pool_choice(jnp.int32(t), base)[1]) for t in range(20)]
+  assert 0.0 < min(ls) and max(ls) < 1.0 and len(set(ls)) == 20
+  for blend, want in (("final", 0.0), ("init", 1.0)):
+    s = dc.replace(base, pool_blend=blend)
+    for t in range(5):
+      i, l = steps.pool_choice(jnp.int32(t), s)
+      assert float(l) == want and int(i) == int(steps.pool_choice(jnp.int32(t), base)[0])

@@ -32,6 +32,7 @@ ESTIMATORS = ("biased", "unbiased")            # jaxcond.mmd.ESTIMATORS
 STEP_MODES = ("per_class", "joint")
 STYLE_MODES = ("batchavg", "persample")
 STYLE_TAPS = ("norm", "conv")
+BLENDS = ("uniform", "final", "init")          # pool.blend (steps.pool_choice)
 OPTIMIZERS = ("sgd", "adamw")
 
 METHOD = "<method>"   # a row's default: the method's value, from `configs.methods`
@@ -148,6 +149,8 @@ FIELDS = (
     # Condensation reads pool.path (its content hash joins the trajectory) and calib.weight;
     # the other pool.* fields are the pool program's training settings.
     Field("pool.path", "", Str(), "trained nets (python -m jaxcond.pool); \"\" = random nets"),
+    Field("pool.blend", "uniform", Choice(BLENDS), "each step's net: init·l + final·(1-l) "
+          "with l ~ U(0, 1) (uniform: DANCE, NCFM) | the final weights | the initial ones"),
     Field("pool.size", 20, Int(lo=1), "nets to train (--plan without a pool: its size)",
           trajectory=False),
     Field("pool.epochs", 60, Int(lo=1), "training epochs of each net", trajectory=False),

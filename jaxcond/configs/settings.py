@@ -116,7 +116,7 @@ _STEP_FIELDS = {
     "plateau_patience": "synthetic.plateau_patience",
     "plateau_factor": "synthetic.plateau_factor", "num_freqs": "ncfm.num_freqs",
     "cf_alpha": "ncfm.alpha", "cf_beta": "ncfm.beta", "cf_scale": "ncfm.scale",
-    "calib_weight": "calib.weight",
+    "calib_weight": "calib.weight", "pool_blend": "pool.blend",
 }
 
 
