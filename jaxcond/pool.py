@@ -143,13 +143,19 @@ def run(config, workdir: str, *, log=None,
   def locked(stop):
     job.stop = stop
     with stop.immediate(STARTING):
-      if job.is_main:
-        files.check_same_record(os.path.join(job.workdir, "settings.json"), job.record)
-      parallel.sync("jaxcond_pool_workdir")
+      claim_workdir(job)
     return _train_pool(job)
 
   return workdir_lib.run_locked(job.workdir, locked, stop=stop, starting=STARTING,
                                 warn=lambda line: job.printer(line, force=True))
+
+
+def claim_workdir(job: Job) -> None:
+  """Writes the settings record into the workdir, or refuses one made with other settings
+  (one line per differing field); called under the workdir's lock."""
+  if job.is_main:
+    files.check_same_record(os.path.join(job.workdir, "settings.json"), job.record)
+  parallel.sync("jaxcond_pool_workdir")
 
 
 def _train_pool(job: Job) -> dict:

@@ -77,10 +77,11 @@ def test_pool_files_round_trip_hash_and_refusals(tmp_path):
 
 
 def test_pool_refuses_a_workdir_made_with_other_settings(tmp_path):
-  pool.setup(config(**TINY_POOL), str(tmp_path))
-  pool.setup(config(**TINY_POOL), str(tmp_path))            # the same settings: fine
+  pool.claim_workdir(pool.setup(config(**TINY_POOL), str(tmp_path)))
+  pool.claim_workdir(pool.setup(config(**TINY_POOL), str(tmp_path)))   # the same: fine
+  other = pool.setup(config(**TINY_POOL, **{"pool.lr": 0.02}), str(tmp_path))
   with pytest.raises(ConfigError, match="^pool.lr: .* other settings"):
-    pool.setup(config(**TINY_POOL, **{"pool.lr": 0.02}), str(tmp_path))
+    pool.claim_workdir(other)
   with pytest.raises(ConfigError, match="^dataset.streaming"):
     pool.setup(config(**TINY_POOL, **{"dataset.streaming": True}), str(tmp_path / "s"))
 
