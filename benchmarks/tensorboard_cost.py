@@ -6,9 +6,8 @@ Runs the quickstart (DM on digits, 200 steps, no evaluation) `--repeats` times w
 option off and on, alternating (off, on, off, on, ...) so that load from other processes
 hits both alike, each in a fresh workdir and its own process. Reports per setting the median
 over runs of (a) the median `step_time_s` of the run's log intervals (metrics.jsonl), which
-includes the TensorBoard write of each interval's scalars, and (b) the run's `train` wall
-time from the first step to the last checkpoint (the grids and their TensorBoard images at
-each checkpoint included). Compile and data loading are outside both.
+includes the TensorBoard write of each interval's scalars, and (b) the loop's total, the
+sum over the intervals of `step_time_s` × steps. Compile and data loading are outside both.
 """
 from __future__ import annotations
 

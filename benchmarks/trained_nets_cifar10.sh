@@ -3,7 +3,8 @@
 # reduced CPU budget of the existing rows (300 steps, batch_real 64, seed 0; evaluation: 5
 # ConvNet-3 per set, the dm protocol shortened to 100 epochs). A pool as small as fits this
 # machine (4 nets x 2 epochs), then DM and NCFM with random nets, with the pool, and NCFM
-# with the pool and calibration. Usage (repo root):
+# with the pool and calibration; then the ablations of docs/results.md (DM with the pool at
+# pool.blend=init / final, and with calibration). Usage (repo root):
 #   JAXCOND_DATA_DIR=/work/shared/data bash benchmarks/trained_nets_cifar10.sh [OUT]
 # Every step is skipped when its output exists, so an interrupted sweep resumes.
 set -euo pipefail
@@ -30,6 +31,9 @@ run dm_pool dm --config.pool.path="$OUT/pool"
 run ncfm_random ncfm
 run ncfm_pool ncfm --config.pool.path="$OUT/pool" --config.calib.weight=0
 run ncfm_pool_calib ncfm --config.pool.path="$OUT/pool"
+run dm_pool_init dm --config.pool.path="$OUT/pool" --config.pool.blend=init
+run dm_pool_final dm --config.pool.path="$OUT/pool" --config.pool.blend=final
+run dm_pool_calib dm --config.pool.path="$OUT/pool" --config.calib.weight=1
 [ -f "$OUT/random_eval/results.json" ] || T python -m jaxcond.evaluate \
     --config $CFG:method=dm,ipc=10 --workdir "$OUT/random_eval" --baseline random $E \
     2>&1 | tee "$OUT/random_eval.log"

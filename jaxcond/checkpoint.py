@@ -101,6 +101,9 @@ class Checkpointer:
     if not getattr(sys.unraisablehook, "jaxcond_quiet", False):
       sys.unraisablehook = _unraisable(sys.unraisablehook)
     self._pending: int | None = None      # step of the save not known to be finished
+    # A failed save, kept: orbax reports an async failure once, and a later wait must not
+    # take that save for finished (the run would name a checkpoint that is not there).
+    self._failed: files.StorageError | None = None
     self._manager = self._open()
 
   def _open(self):
@@ -149,14 +152,25 @@ class Checkpointer:
     to which the arrays' checksums are added). An earlier save that failed raises here."""
     ocp = self._ocp
     meta = {**meta, "checksums": checksums(state)}
-    self._guard(self._manager.wait_until_finished, self._pending)
+    self.wait()
     self._pending = step
-    self._guard(lambda: self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True), step)
+    try:
+      self._guard(lambda: self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True), step)
+    except files.StorageError as err:
+      self._failed = err
+      raise
 
   def wait(self) -> None:
-    """Waits for the running save; StorageError when the storage refused it."""
-    self._guard(self._manager.wait_until_finished, self._pending)
+    """Waits for the running save; StorageError when the storage refused it (again on
+    every later call: a failed save never counts as finished)."""
+    if self._failed is not None:
+      raise self._failed
+    try:
+      self._guard(self._manager.wait_until_finished, self._pending)
+    except files.StorageError as err:
+      self._failed = err
+      raise
     self._pending = None
 
   def close(self) -> None:

@@ -8,8 +8,8 @@ same records they write to `metrics.jsonl` / `eval.jsonl` and the PNG they write
 
 The writer is tensorboardX (`pip install jaxcond[tensorboard]`): a small, maintained
 package that writes TensorBoard's own event format without TensorFlow (or PyTorch), and
-whose file writer runs on a background thread, so a log call only queues a record (~50 µs;
-docs/benchmarks.md "TensorBoard"). Point TensorBoard at the folder:
+whose file writer runs on a background thread, so a log call only queues a record (no
+measurable step-time cost: docs/benchmarks.md "TensorBoard"). Point TensorBoard at the folder:
 `tensorboard --logdir WORKDIR/tensorboard` (or at a parent folder to compare runs).
 """
 from __future__ import annotations

@@ -713,6 +713,42 @@ def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_one(
   np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(tmp_path / "w/synthetic.npz"))
 
 
+def test_an_async_save_failure_reported_once_never_counts_as_written(
+    tmp_path, monkeypatch, capsys):
+  """As on a real full tmpfs: the save of step 6 starts, fails in orbax's background
+  thread, and `wait_until_finished` reports it once, then returns quietly. The line must
+  still name step 3 as the checkpoint to resume from, not step 6 (seen before the fix)."""
+  import orbax.checkpoint as ocp
+  real_save, real_wait = ocp.CheckpointManager.save, ocp.CheckpointManager.wait_until_finished
+  state = {"saves": 0, "failed": False}
+
+  def save(self, step, *a, **kw):
+    state["saves"] += 1
+    if state["saves"] == 2:          # nothing reaches the disk; the failure comes later
+      state["failed"] = True
+      return True
+    return real_save(self, step, *a, **kw)
+
+  def wait(self):
+    if state["failed"]:
+      state["failed"] = False        # reported once, like orbax's async error
+      raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: No space left on "
+                       "device [os_error_code='28']")
+    return real_wait(self)
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+  monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait)
+  over = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
+  args = ["condense", "--config", "experiments/quickstart.py:method=dm", "--workdir",
+          str(tmp_path / "w")] + [f"--config.{k}={v}" for k, v in {**TINY, **over}.items()]
+  rc = condense.main(args)
+  err = capsys.readouterr().err
+  assert rc == 1, err[-3000:]
+  assert err == (f"error: workdir {tmp_path}/w: cannot write the checkpoint of step 6 to "
+                 f"{tmp_path}/w/checkpoints: no space left on device (ENOSPC); the "
+                 f"checkpoint of step 3 is intact: free space (or restore access) and re-run "
+                 f"the same command to resume\n")
+
+
 def test_a_synthetic_npz_the_disk_refuses_keeps_the_old_one(tmp_path, monkeypatch):
   condense.run(tiny_config("dm", steps=2, checkpoint_every=0), str(tmp_path))
   before = (tmp_path / "synthetic.npz").read_bytes()
