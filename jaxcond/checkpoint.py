@@ -138,14 +138,17 @@ class Checkpointer:
 
   # -- saving
   def _guard(self, fn, step: int | None):
+    """`fn()` (a save, or the wait for one); a refusal of the storage becomes a
+    StorageError that is kept, so every later save or wait raises it again."""
     try:
       return fn()
     except Exception as err:  # pylint: disable=broad-except  (orbax / tensorstore errors)
       if files.storage_errno(err) is None:
         raise
       which = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
-      raise files.StorageError(f"cannot write {which} to {self.directory}: "
-                               f"{files.describe(err)}") from None
+      self._failed = files.StorageError(f"cannot write {which} to {self.directory}: "
+                                        f"{files.describe(err)}")
+    raise self._failed from None
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts an asynchronous save of `state` (a pytree of jax arrays) and `meta` (JSON,
@@ -154,23 +157,15 @@ class Checkpointer:
     meta = {**meta, "checksums": checksums(state)}
     self.wait()
     self._pending = step
-    try:
-      self._guard(lambda: self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True), step)
-    except files.StorageError as err:
-      self._failed = err
-      raise
+    self._guard(lambda: self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True), step)
 
   def wait(self) -> None:
     """Waits for the running save; StorageError when the storage refused it (again on
     every later call: a failed save never counts as finished)."""
     if self._failed is not None:
       raise self._failed
-    try:
-      self._guard(self._manager.wait_until_finished, self._pending)
-    except files.StorageError as err:
-      self._failed = err
-      raise
+    self._guard(self._manager.wait_until_finished, self._pending)
     self._pending = None
 
   def close(self) -> None:

@@ -150,16 +150,15 @@ STARTING = ("preempted while starting (no step run yet): nothing to save; re-run
 
 def _stages(ctx: Run, stop: preemption.Preemption) -> dict[str, Any]:
   """`run` after the lock: the stages, each with what a signal does there."""
-  started = STARTING
   ctx.tb = tblog.for_workdir(ctx.paths.workdir, ctx.r.tensorboard, is_main=ctx.is_main)
   stop.cleanups.append(ctx.tb.close)
-  with stop.immediate(started):
+  with stop.immediate(STARTING):
     planned = plan_step(ctx)
     source = open_real_data(ctx)
   ckpt = checkpoint.Checkpointer(ctx.paths.checkpoints, max_to_keep=ctx.r.keep_checkpoints)
   loop, start, ok = None, 0, False
   try:
-    with stop.immediate(started):
+    with stop.immediate(STARTING):
       state, start = init_or_resume(ctx, ckpt, source)
       compiled, t_compile = compile_step(ctx, planned, source, state, start)
     loop = Loop(ctx, ckpt, start, stop)
@@ -404,9 +403,7 @@ def train(ctx: Run, loop: "Loop", compiled, source: realdata.RealSource, state, 
       loop.check()
       if loop.stop.active and not loop.stop.multi:
         # a stop during the evaluation (minutes) then loses nothing: the step is saved
-        if loop.last_good != step:
-          loop.save(step, state, grid=False)
-        loop.wait()
+        loop.save_now(step, state)
       with loop.stop.immediate(
           f"preempted at step {step} during its evaluation: checkpoint written to "
           f"{ctx.paths.checkpoints}; re-run the same command to resume"):
@@ -525,14 +522,19 @@ class Loop:
     if self._unconfirmed is not None:
       self.confirmed, self._unconfirmed = self._unconfirmed, None
 
+  def save_now(self, step_now: int, state) -> None:
+    """The checkpoint of `step_now` on disk before going on (written unless it is the
+    last one saved; no grid), for a stop that may come next."""
+    if self.last_good != step_now:
+      self.save(step_now, state, grid=False)
+    self.wait()
+
   def preempt(self, step_now: int, state) -> None:
     """Stops after `step_now` on a signal (`jaxcond.preemption`): logs the steps since the
     last line, writes the checkpoint (no grid: the machine has seconds left), waits for
     it, and raises PreemptedError with the one line to print."""
     self.flush(step_now)
-    if self.last_good != step_now:
-      self.save(step_now, state, grid=False)
-    self.wait()
+    self.save_now(step_now, state)
     where = self.ctx.paths.checkpoints
     if step_now == 0:
       line = "preempted at step 0: nothing to save; re-run the same command to start"

@@ -282,8 +282,7 @@ def _experiment(config, workdir, log, loader, info, s: ContinualSettings, esetti
   """`run` once its workdir is locked."""
   tb = tblog.for_workdir(workdir, bool(config.get("tensorboard", False)))
   stop.cleanups.append(tb.close)
-  with stop.immediate("preempted while loading the data: nothing to save; re-run the "
-                      "same command to resume"):
+  with stop.immediate(preemption.LOADING_DATA):
     splits = load_splits(config, info, loader, bool(set(s.memories) & set(SELECTED)))
   # Orders and memories are independent (their own files), so they are not part of the
   # protocol: they may run in separate processes on one workdir, or a few memories first,

@@ -320,8 +320,7 @@ def _search(config, workdir, log, loader, info, s: NasSettings, evals, mine,
   """`run` once its workdir is locked."""
   tb = tblog.for_workdir(workdir, bool(config.get("tensorboard", False)))
   stop.cleanups.append(tb.close)
-  with stop.immediate("preempted while loading the data: nothing to save; re-run the "
-                      "same command to resume"):
+  with stop.immediate(preemption.LOADING_DATA):
     x_u8, y, x_norm, xt, yt = load_data(config, s, info, loader)
   files.check_same_record(files.join(workdir, "search.json"),
                           {"settings": json.loads(json.dumps(dataclasses.asdict(s))),

@@ -57,6 +57,9 @@ from jax.experimental import multihost_utils
 from jaxcond.errors import JaxcondError
 
 EXIT_PREEMPTED = 3
+# The line of a stop while a program loads its data (nothing computed yet to save).
+LOADING_DATA = ("preempted while loading the data: nothing to save; re-run the same command "
+                "to resume")
 
 
 class PreemptedError(JaxcondError):

@@ -12,6 +12,9 @@ JAX_COMPILATION_CACHE_DIR to choose it, or JAXCOND_TEST_COMPILE_CACHE=0 to switc
 import os
 import pathlib
 import shutil
+import signal
+import socket
+import subprocess
 import tempfile
 
 if os.environ.get("JAXCOND_TEST_COMPILE_CACHE", "1") != "0":
@@ -33,7 +36,8 @@ jax.config.update("jax_enable_x64", False)
 
 from jaxcond import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
 SHARED_DATA = pathlib.Path(
     os.environ.get("JAXCOND_SHARED_DATA",
                    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -57,6 +61,60 @@ def load_experiment(spec: str, overrides=()):
 def experiment():
   """`experiment("quickstart.py:method=m3d")` -> ConfigDict (`load_experiment`)."""
   return load_experiment
+
+
+def sigterm_on_call(monkeypatch, owner, name: str, n: int) -> None:
+  """Replaces `owner.name` so that its `n`-th call first sends SIGTERM to this process (a
+  preemption notice arriving while that piece of work runs), then does its work."""
+  real = getattr(owner, name)
+  calls = []
+
+  def signalled(*a, **k):
+    calls.append(1)
+    if len(calls) == n:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real(*a, **k)
+  monkeypatch.setattr(owner, name, signalled)
+
+
+# ------------------------------------------------------------------ programs in subprocesses
+
+def subprocess_env(num_devices=1, **extra):
+  """The environment of a program started by a test: this checkout first on the path,
+  `num_devices` fake CPU devices, plus `extra` variables."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_NUM_CPU_DEVICES"] = str(num_devices)
+  env["JAX_PLATFORMS"] = "cpu"
+  env.update(extra)
+  return env
+
+
+def start_processes(args_per_process, *, num_devices=2):
+  """The multi-process CPU harness: one program per argument list, all joined through one
+  coordinator on a free local port (`--coordinator_address`, `--num_processes`,
+  `--process_id` added), each with `num_devices` fake devices; returns the Popen objects
+  (stdout and stderr piped apart; collect them with `communicate`)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  n = len(args_per_process)
+  return [subprocess.Popen(
+      [*args, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={n}",
+       f"--process_id={pid}"], cwd=ROOT, env=subprocess_env(num_devices=num_devices),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for pid, args in enumerate(args_per_process)]
+
+
+def communicate(procs, timeout=600):
+  """[(stdout, stderr)] of every process; kills those still running if one times out."""
+  try:
+    return [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
 
 
 def pytest_unconfigure(config):

@@ -7,7 +7,6 @@ import pathlib
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from PIL import Image
 from jaxcond import checkpoint, condense, configs, files, grids, preemption, progress, steps
 from jaxcond.errors import ConfigError
 
-from conftest import load_experiment
+from conftest import communicate, load_experiment, start_processes, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,15 +45,6 @@ def tiny_cli_args(workdir, method="dm", **overrides):
   for key, value in {**TINY, **overrides}.items():
     args.append(f"--config.{key}={value}")
   return args
-
-
-def subprocess_env(num_devices=1, **extra):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-  env["JAX_NUM_CPU_DEVICES"] = str(num_devices)
-  env["JAX_PLATFORMS"] = "cpu"
-  env.update(extra)
-  return env
 
 
 # --------------------------------------------------------------------------- outputs
@@ -295,7 +285,9 @@ def test_dm_loss_decreases_on_digits(tmp_path):
   assert len(losses) == 4 and losses[-1] < 0.7 * losses[0], losses
 
 
-def _nan_after(step_limit):
+def nan_after(step_limit):
+  """`steps.make_bank_step` whose loss is NaN from `step_limit` on (test_condense_inputs
+  uses it too)."""
   real = steps.make_bank_step
 
   def patched(*args, **kwargs):
@@ -310,7 +302,7 @@ def _nan_after(step_limit):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-  monkeypatch.setattr(steps, "make_bank_step", _nan_after(4))
+  monkeypatch.setattr(steps, "make_bank_step", nan_after(4))
   c = tiny_config("dm", steps=9, checkpoint_every=3, log_every=1)
   with pytest.raises(condense.DivergedError) as err:
     condense.run(c, str(tmp_path))
@@ -394,12 +386,6 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 # --------------------------------------------------------------------------- multi-process
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dm", "m3d"])
 def test_two_processes_equal_one(tmp_path, method):
@@ -409,22 +395,9 @@ def test_two_processes_equal_one(tmp_path, method):
                           timeout=600)
   assert single.returncode == 0, single.stderr[-3000:]
 
-  port = _free_port()
-  procs = []
-  for pid in range(2):
-    args = tiny_cli_args(tmp_path / "multi", method, **over) + [
-        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"]
-    procs.append(subprocess.Popen(args, cwd=ROOT, env=subprocess_env(num_devices=2),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-  try:
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  procs = _two_processes(tmp_path, [tmp_path / "multi"] * 2, over, method)
+  for p, (out, err) in zip(procs, communicate(procs)):
+    assert p.returncode == 0, (out + err)[-3000:]
   cfg = json.loads((tmp_path / "multi/config.json").read_text())
   assert cfg["process_count"] == 2 and len(cfg["devices"]) == 4
   np.testing.assert_allclose(_x(tmp_path / "single/synthetic.npz"),
@@ -432,25 +405,8 @@ def test_two_processes_equal_one(tmp_path, method):
 
 
 def _two_processes(tmp_path, workdirs, over, method="dm"):
-  """Starts the 2-process CPU harness (2 fake devices each); returns the Popen objects."""
-  port = _free_port()
-  procs = []
-  for pid, work in enumerate(workdirs):
-    args = tiny_cli_args(work, method, **over) + [
-        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"]
-    procs.append(subprocess.Popen(args, cwd=ROOT, env=subprocess_env(num_devices=2),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  return procs
-
-
-def _communicate(procs, timeout=600):
-  try:
-    return [p.communicate(timeout=timeout) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
+  """The 2-process CPU harness (2 fake devices each) on `workdirs`; the Popen objects."""
+  return start_processes([tiny_cli_args(work, method, **over) for work in workdirs])
 
 
 @pytest.mark.slow
@@ -468,7 +424,7 @@ def test_two_processes_stop_at_the_same_step_on_sigterm(tmp_path):
     time.sleep(0.05)
   assert all(p.poll() is None for p in procs), "a process ended before it was signalled"
   procs[1].send_signal(signal.SIGTERM)
-  outs = _communicate(procs)
+  outs = communicate(procs)
   stopped = []
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 3, (out + err)[-3000:]
@@ -488,7 +444,7 @@ def test_two_processes_refuse_a_workdir_they_do_not_share(tmp_path):
   """Two processes given two different local folders stop before any work (status 2)."""
   procs = _two_processes(tmp_path, [tmp_path / "a", tmp_path / "b"],
                          {"steps": 4, "checkpoint_every": 2, "log_every": 1})
-  outs = _communicate(procs)
+  outs = communicate(procs)
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 2, (out + err)[-3000:]
     (line,) = [l for l in err.splitlines() if l.startswith("error:")]
@@ -691,12 +647,15 @@ def _enospc_on_save(monkeypatch, at_call):
   monkeypatch.setattr(ocp.CheckpointManager, "save", save)
 
 
-def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_one(
-    tmp_path, monkeypatch, capsys):
-  over = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
+FULL_DISK_RUN = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
+
+
+def _save_of_step_6_fails_and_names_step_3(tmp_path, capsys):
+  """`condense` to step 9 with checkpoints every 3, where the (injected) full disk refuses
+  the save of step 6: status 1 and exactly this one line."""
   args = ["condense", "--config", "experiments/quickstart.py:method=dm", "--workdir",
-          str(tmp_path / "w")] + [f"--config.{k}={v}" for k, v in {**TINY, **over}.items()]
-  _enospc_on_save(monkeypatch, 2)
+          str(tmp_path / "w")] + [f"--config.{k}={v}"
+                                  for k, v in {**TINY, **FULL_DISK_RUN}.items()]
   rc = condense.main(args)
   err = capsys.readouterr().err
   assert rc == 1, err[-3000:]
@@ -704,12 +663,18 @@ def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_one(
                  f"{tmp_path}/w/checkpoints: no space left on device (ENOSPC); the "
                  f"checkpoint of step 3 is intact: free space (or restore access) and re-run "
                  f"the same command to resume\n")
+
+
+def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_one(
+    tmp_path, monkeypatch, capsys):
+  _enospc_on_save(monkeypatch, 2)
+  _save_of_step_6_fails_and_names_step_3(tmp_path, capsys)
   monkeypatch.undo()
   ckpt = checkpoint.Checkpointer(tmp_path / "w" / "checkpoints")
   assert ckpt.all_steps() == [3]
   ckpt.close()
-  condense.run(tiny_config("dm", **over), str(tmp_path / "w"))
-  condense.run(tiny_config("dm", **over), str(tmp_path / "ref"))
+  condense.run(tiny_config("dm", **FULL_DISK_RUN), str(tmp_path / "w"))
+  condense.run(tiny_config("dm", **FULL_DISK_RUN), str(tmp_path / "ref"))
   np.testing.assert_array_equal(_x(tmp_path / "ref/synthetic.npz"), _x(tmp_path / "w/synthetic.npz"))
 
 
@@ -737,16 +702,7 @@ def test_an_async_save_failure_reported_once_never_counts_as_written(
     return real_wait(self)
   monkeypatch.setattr(ocp.CheckpointManager, "save", save)
   monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait)
-  over = {"steps": 9, "checkpoint_every": 3, "log_every": 1}
-  args = ["condense", "--config", "experiments/quickstart.py:method=dm", "--workdir",
-          str(tmp_path / "w")] + [f"--config.{k}={v}" for k, v in {**TINY, **over}.items()]
-  rc = condense.main(args)
-  err = capsys.readouterr().err
-  assert rc == 1, err[-3000:]
-  assert err == (f"error: workdir {tmp_path}/w: cannot write the checkpoint of step 6 to "
-                 f"{tmp_path}/w/checkpoints: no space left on device (ENOSPC); the "
-                 f"checkpoint of step 3 is intact: free space (or restore access) and re-run "
-                 f"the same command to resume\n")
+  _save_of_step_6_fails_and_names_step_3(tmp_path, capsys)
 
 
 def test_a_synthetic_npz_the_disk_refuses_keeps_the_old_one(tmp_path, monkeypatch):

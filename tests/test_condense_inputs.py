@@ -4,13 +4,13 @@ long work. The data files' identity checks are in tests/test_data_identity.py.""
 import json
 import pathlib
 
-import jax.numpy as jnp
 import pytest
 
 from jaxcond import condense, configs, grids, report, steps
 from jaxcond.errors import ConfigError
 
 from conftest import load_experiment
+from test_condense import nan_after
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -88,21 +88,8 @@ def test_cli_workdir_file_is_one_line(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ NaN stop
 
-def _nan_from(step_limit):
-  real = steps.make_bank_step
-
-  def patched(*args, **kwargs):
-    fn = real(*args, **kwargs)
-
-    def wrapped(state, bank, step):
-      state, m = fn(state, bank, step)
-      return state, dict(m, loss=jnp.where(step >= step_limit, jnp.nan, m["loss"]))
-    return wrapped
-  return patched
-
-
 def test_nan_stop_without_a_checkpoint_says_there_is_none(tmp_path, monkeypatch):
-  monkeypatch.setattr(steps, "make_bank_step", _nan_from(1))
+  monkeypatch.setattr(steps, "make_bank_step", nan_after(1))
   with pytest.raises(condense.DivergedError) as err:
     condense.run(tiny_config(steps=4), str(tmp_path))
   msg = str(err.value)

@@ -1,8 +1,6 @@
 """Tests of `jaxcond.continual` (class-incremental learning, GDumb retraining) on digits."""
 import json
-import os
 import pathlib
-import signal
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import pytest
 from jaxcond import condense, continual, evaluate, preemption, synthetic_io
 from jaxcond.data import registry
 
-from conftest import load_experiment
+from conftest import load_experiment, sigterm_on_call
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -150,15 +148,7 @@ def test_sigterm_stops_between_result_files_and_a_rerun_gives_the_same_results(
   gives the results.json of an uninterrupted run."""
   c = tiny()
   ref = continual.run(c, str(tmp_path / "ref"), log=None)
-  real = continual.gdumb_eval
-  calls = []
-
-  def signalled(*a, **k):
-    calls.append(1)
-    if len(calls) == 2:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return real(*a, **k)
-  monkeypatch.setattr(continual, "gdumb_eval", signalled)
+  sigterm_on_call(monkeypatch, continual, "gdumb_eval", 2)
   work = tmp_path / "w"
   with pytest.raises(preemption.PreemptedError) as err:
     continual.run(c, str(work), log=None)

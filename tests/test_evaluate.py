@@ -2,7 +2,6 @@
 import json
 import textwrap
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,46 +12,9 @@ from jaxcond import synthetic_io
 from jaxcond.errors import ConfigError, DataError
 
 from conftest import load_experiment
-
-
-class TinyMLP(nn.Module):
-  hidden: int = 32
-  classes: int = 10
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = x.reshape(x.shape[0], -1)
-    return nn.Dense(self.classes)(nn.relu(nn.Dense(self.hidden)(x)))
-
-
-class TinyBN(nn.Module):
-  """Dense -> BatchNorm -> ReLU -> Dense: exercises batch_stats handling."""
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = nn.Dense(16)(x.reshape(x.shape[0], -1))
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-    return nn.Dense(10)(nn.relu(x))
-
-
-def _net(module, shape):
-  def init(key):
-    return dict(module.init(key, jnp.zeros((1, *shape)), train=False))
-
-  def apply(variables, x, train):
-    if train and "batch_stats" in variables:
-      out, upd = module.apply(variables, x, train=True, mutable=["batch_stats"])
-      return out, upd["batch_stats"]
-    return module.apply(variables, x, train=False), None
-
-  return ev.NetFns(init, apply)
-
-
-def _random_data(n=40, shape=(6, 6, 1), seed=0):
-  rs = np.random.RandomState(seed)
-  x = rs.randn(n, *shape).astype(np.float32)
-  y = (np.arange(n) % 10).astype(np.int32)
-  return x, y
+from evalnets import TinyBN, TinyMLP
+from evalnets import net_fns as _net
+from evalnets import random_data as _random_data
 
 
 # ----------------------------------------------------------------------------- protocols

@@ -2,7 +2,6 @@
 code): AdamW, the ×0.5 schedule, 2000 epochs, best of the test checkpoints, labelled."""
 import json
 
-import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,25 +11,11 @@ from jaxcond import evaluate as ev
 from jaxcond.evaluate import program
 
 from conftest import load_experiment
-
-
-class MLP(nn.Module):
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = x.reshape(x.shape[0], -1)
-    return nn.Dense(10)(nn.relu(nn.Dense(16)(x)))
+from evalnets import TinyMLP, net_fns
 
 
 def _net(shape=(6, 6, 1)):
-  module = MLP()
-
-  def init(key):
-    return dict(module.init(key, jnp.zeros((1, *shape)), train=False))
-
-  def apply(variables, x, train):
-    return module.apply(variables, x, train=train), None
-
-  return ev.NetFns(init, apply)
+  return net_fns(TinyMLP(hidden=16), shape)
 
 
 def test_ncfm_settings_and_schedule():

@@ -2,15 +2,12 @@
 mesh's data axis is the one-device maths; BatchNorm statistics are global; rematerialised
 blocks give the same result; the default layout; several processes equal one."""
 import json
-import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -21,24 +18,13 @@ from jaxcond.evaluate import execution, plan
 from jaxcond.evaluate.execution import Layout
 from jaxcond.nets.resnet import ResNet
 
+from conftest import communicate, start_processes, subprocess_env
+from evalnets import TinyBN as BN
+from evalnets import TinyMLP as MLP
+from evalnets import net_fns as _net
+from evalnets import random_data as _data
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-class MLP(nn.Module):
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = x.reshape(x.shape[0], -1)
-    return nn.Dense(10)(nn.relu(nn.Dense(32)(x)))
-
-
-class BN(nn.Module):
-  """Dense -> BatchNorm -> ReLU -> Dense: batch statistics across the batch axis."""
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = nn.Dense(16)(x.reshape(x.shape[0], -1))
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-    return nn.Dense(10)(nn.relu(x))
 
 
 class TinyResNet(nn.Module):
@@ -50,24 +36,6 @@ class TinyResNet(nn.Module):
     out, _ = ResNet(num_classes=10, stage_sizes=(1, 1), widths=(4, 8), norm=self.norm)(
         x, train=train)
     return out
-
-
-def _net(module, shape):
-  def init(key):
-    return dict(module.init(key, jnp.zeros((1, *shape)), train=False))
-
-  def apply(variables, x, train):
-    if train and "batch_stats" in variables:
-      out, upd = module.apply(variables, x, train=True, mutable=["batch_stats"])
-      return out, upd["batch_stats"]
-    return module.apply(variables, x, train=False), None
-
-  return ev.NetFns(init, apply)
-
-
-def _data(n=40, shape=(6, 6, 1), seed=0):
-  rs = np.random.RandomState(seed)
-  return rs.randn(n, *shape).astype(np.float32), (np.arange(n) % 10).astype(np.int32)
 
 
 def _close(a, b, tol=2e-6):
@@ -225,20 +193,6 @@ def test_default_layout_nets_axis_first_then_data_axis():
 
 # ----------------------------------------------------------------------------- processes
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _env(num_devices):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-  env["JAX_NUM_CPU_DEVICES"] = str(num_devices)
-  env["JAX_PLATFORMS"] = "cpu"
-  return env
-
-
 def _eval_args(workdir, npz, data_axis=4):
   return [sys.executable, "-m", "jaxcond.evaluate", "--config", "experiments/quickstart.py",
           "--workdir", str(workdir), "--synthetic", str(npz), f"--data_axis={data_axis}",
@@ -259,22 +213,10 @@ def test_two_processes_equal_one(tmp_path):
            method="dm", dataset="digits")
   for name, devices, data_axis in (("single", 4, 4), ("one", 1, 1)):
     proc = subprocess.run(_eval_args(tmp_path / name, npz, data_axis), cwd=ROOT,
-                          env=_env(devices), capture_output=True, text=True, timeout=600)
+                          env=subprocess_env(devices), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-  port = _free_port()
-  procs = []
-  for pid in range(2):
-    args = _eval_args(tmp_path / "multi", npz) + [
-        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"]
-    procs.append(subprocess.Popen(args, cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True))
-  try:
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
+  procs = start_processes([_eval_args(tmp_path / "multi", npz)] * 2)
+  outs = [out + err for out, err in communicate(procs)]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
   res = {k: json.loads((tmp_path / k / "results.json").read_text())

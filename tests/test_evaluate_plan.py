@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import flax.linen as nn
-import jax.numpy as jnp
 import pytest
 
 from jaxcond import backend, configs
@@ -19,31 +18,16 @@ from jaxcond.evaluate.execution import Layout
 from jaxcond.nets.resnet import ResNet
 
 from conftest import load_experiment
+from evalnets import TinyMLP as MLP
+from evalnets import net_fns as _net
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-class MLP(nn.Module):
-  @nn.compact
-  def __call__(self, x, train=False):
-    x = x.reshape(x.shape[0], -1)
-    return nn.Dense(10)(nn.relu(nn.Dense(32)(x)))
 
 
 class TinyResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train=False):
     return ResNet(num_classes=10, stage_sizes=(1, 1), widths=(8, 16))(x, train=train)[0]
-
-
-def _net(module, shape):
-  def init(key):
-    return dict(module.init(key, jnp.zeros((1, *shape)), train=False))
-
-  def apply(variables, x, train):
-    return module.apply(variables, x, train=train), None
-
-  return ev.NetFns(init, apply)
 
 
 def _plan(net, shape, **kw):

@@ -1,15 +1,13 @@
 """Tests of `jaxcond.nas` (proxy ranking of ConvNet variants) on digits."""
 import json
-import os
 import pathlib
-import signal
 
 import numpy as np
 import pytest
 
 from jaxcond import evaluate, nas, preemption
 
-from conftest import load_experiment
+from conftest import load_experiment, sigterm_on_call
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -120,15 +118,8 @@ def test_sigterm_stops_between_result_files_and_a_rerun_gives_the_same_results(
     tmp_path, monkeypatch):
   c = tiny()
   ref = nas.run(c, str(tmp_path / "ref"), log=None)
-  real = evaluate.train_and_test
-  calls = []
-
-  def signalled(*a, **k):
-    calls.append(1)
-    if len(calls) == 3:           # during the third (architecture, proxy) run
-      os.kill(os.getpid(), signal.SIGTERM)
-    return real(*a, **k)
-  monkeypatch.setattr(evaluate, "train_and_test", signalled)
+  # during the third (architecture, proxy) run
+  sigterm_on_call(monkeypatch, evaluate, "train_and_test", 3)
   work = tmp_path / "w"
   with pytest.raises(preemption.PreemptedError, match=r"^preempted before training \S+ on "
                      r"whole: every finished result is in .*; re-run the same command"):
